@@ -1,0 +1,194 @@
+"""One loaded SavedModel version and the checked call of its signatures."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Iterable, Mapping
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+
+from kerasbert.serving.errors import ServingError, invalid_argument, not_found, status_code_from_int
+
+_log = logging.getLogger("kerasbert.serve")
+
+DEFAULT_SIGNATURE = "serving_default"
+SERVE_TAG = "serve"
+_TF_TEXT_TRIED = False
+
+
+def import_tf_text() -> bool:
+    """Registers the TF-Text custom ops (kerasbert exports tokenize in-graph); never raises.
+
+    Returns:
+        Whether `tensorflow_text` could be imported.
+
+    Example:
+
+    >>> import_tf_text()
+    True
+    """
+    global _TF_TEXT_TRIED
+    try:
+        import tensorflow_text  # noqa: F401  (import registers the ops)
+    except Exception as exc:  # pragma: no cover - depends on the environment
+        if not _TF_TEXT_TRIED:
+            _log.warning("tensorflow_text could not be imported (%s); models using TF-Text ops will fail to load", exc)
+        _TF_TEXT_TRIED = True
+        return False
+    _TF_TEXT_TRIED = True
+    return True
+
+
+def read_meta_graph(path: str, tag: str = SERVE_TAG) -> meta_graph_pb2.MetaGraphDef:
+    """Reads the MetaGraphDef tagged `tag` from the SavedModel in `path`, as TF Serving does.
+
+    Example:
+
+    >>> meta = read_meta_graph("exports/sst2/1")  # doctest: +SKIP
+    >>> sorted(meta.signature_def)                # doctest: +SKIP
+    ['__saved_model_init_op', 'serving_default']
+    """
+    saved_model = saved_model_pb2.SavedModel()
+    pb = os.path.join(path, "saved_model.pb")
+    if os.path.isfile(pb):
+        with open(pb, "rb") as f:
+            saved_model.ParseFromString(f.read())
+    else:
+        with open(os.path.join(path, "saved_model.pbtxt")) as f:
+            text_format.Parse(f.read(), saved_model)
+    for meta in saved_model.meta_graphs:
+        if tag in meta.meta_info_def.tags:
+            return meta
+    raise ValueError(f"SavedModel at {path} has no MetaGraphDef tagged {tag!r}")
+
+
+def _shape_str(shape) -> str:
+    return "[" + ", ".join("?" if d is None or d < 0 else str(d) for d in shape) + "]"
+
+
+def _tensor_info_dims(info) -> list[int] | None:
+    """Signature dims of a TensorInfo (-1 = any), or None for unknown rank."""
+    if info.tensor_shape.unknown_rank:
+        return None
+    return [d.size for d in info.tensor_shape.dim]
+
+
+def _check_inputs(signature_name: str, signature_def, inputs: Mapping[str, tf.Tensor]) -> None:
+    """Raises INVALID_ARGUMENT if `inputs` do not match the signature's names, dtypes, ranks or batch."""
+    expected = signature_def.inputs
+    missing = sorted(set(expected) - set(inputs))
+    extra = sorted(set(inputs) - set(expected))
+    if missing or extra:
+        raise invalid_argument(
+            f"input names do not match signature '{signature_name}': missing {missing}, extra {extra}; "
+            f"expected exactly {sorted(expected)}"
+        )
+    batch_sizes = {}
+    for name, tensor in inputs.items():
+        info = expected[name]
+        want = tf.dtypes.as_dtype(info.dtype)
+        if tensor.dtype != want:
+            raise invalid_argument(f"input '{name}' expects dtype {want.name} but got {tensor.dtype.name}")
+        dims = _tensor_info_dims(info)
+        if dims is None:
+            continue
+        got = list(tensor.shape)
+        if len(got) != len(dims):
+            raise invalid_argument(
+                f"input '{name}' expects rank {len(dims)} (shape {_shape_str(dims)}) "
+                f"but got rank {len(got)} (shape {_shape_str(got)})"
+            )
+        for axis, (want_dim, got_dim) in enumerate(zip(dims, got)):
+            if want_dim >= 0 and got_dim != want_dim:
+                raise invalid_argument(
+                    f"input '{name}' expects shape {_shape_str(dims)} but got {_shape_str(got)} (axis {axis})"
+                )
+        if dims and dims[0] < 0:
+            batch_sizes[name] = got[0]
+    if len(set(batch_sizes.values())) > 1:
+        sizes = ", ".join(f"'{n}' has {b}" for n, b in sorted(batch_sizes.items()))
+        raise invalid_argument(f"inputs have mismatched batch sizes: {sizes}")
+
+
+class Servable:
+    """One loaded version of a SavedModel: its signature functions and its SignatureDefs.
+
+    Args:
+        name: the model name it is served under.
+        version: the integer version (folder name).
+        path: the version folder holding `saved_model.pb`.
+
+    Example:
+
+    >>> s = Servable.load("default", 1, "exports/sst2/1")  # doctest: +SKIP
+    >>> out = s.predict("serving_default", {"text": tf.constant(["great movie"])})  # doctest: +SKIP
+    >>> sorted(out)  # doctest: +SKIP
+    ['class_names', 'label_ids', 'labels', 'probabilities']
+    """
+
+    def __init__(self, name: str, version: int, path: str, loaded, meta_graph: meta_graph_pb2.MetaGraphDef):
+        self.name = name
+        self.version = version
+        self.path = path
+        self._loaded = loaded  # keeps variables/resources alive
+        self.meta_graph = meta_graph
+        self.functions = dict(loaded.signatures)
+
+    @classmethod
+    def load(cls, name: str, version: int, path: str) -> "Servable":
+        """Loads `path` with `tf.saved_model.load` (TF-Text ops registered first)."""
+        import_tf_text()
+        meta = read_meta_graph(path)
+        loaded = tf.saved_model.load(path, tags=[SERVE_TAG])
+        return cls(name, version, path, loaded, meta)
+
+    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
+        """All SignatureDefs of the serving MetaGraphDef, as TF Serving's GetModelMetadata returns them."""
+        out = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in self.meta_graph.signature_def.items():
+            out.signature_def[key].CopyFrom(sig)
+        return out
+
+    def signature_def(self, signature_name: str):
+        """The SignatureDef of a callable signature; NOT_FOUND if the model has none by that name."""
+        name = signature_name or DEFAULT_SIGNATURE
+        if name not in self.functions or name not in self.meta_graph.signature_def:
+            raise not_found(
+                f"Serving signature name: \"{name}\" not found in signature def of model "
+                f"'{self.name}' version {self.version}; available: {sorted(self.functions)}"
+            )
+        return self.meta_graph.signature_def[name]
+
+    def predict(
+        self, signature_name: str, inputs: Mapping[str, tf.Tensor], output_filter: Iterable[str] = ()
+    ) -> dict[str, np.ndarray]:
+        """Checks `inputs` against the signature, runs it and returns the (filtered) outputs as numpy.
+
+        Raises:
+            ServingError: NOT_FOUND for an unknown signature, INVALID_ARGUMENT for bad inputs, unknown
+                output names or a model-side error on bad values (other TF errors keep their code).
+        """
+        name = signature_name or DEFAULT_SIGNATURE
+        sig = self.signature_def(name)
+        _check_inputs(name, sig, inputs)
+        wanted = list(dict.fromkeys(output_filter)) or list(sig.outputs)
+        unknown = [o for o in wanted if o not in sig.outputs]
+        if unknown:
+            raise invalid_argument(
+                f"output tensor alias not found in signature: {unknown[0]}; outputs expected to be in "
+                f"the set {sorted(sig.outputs)}"
+            )
+        try:
+            outputs = self.functions[name](**inputs)
+        except tf.errors.OpError as exc:
+            code = status_code_from_int(exc.error_code)
+            message = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
+            raise ServingError(code, f"model '{self.name}' failed on the given values: {message}") from exc
+        except (TypeError, ValueError) as exc:
+            raise invalid_argument(f"model '{self.name}' rejected the inputs: {exc}") from exc
+        return {key: np.asarray(outputs[key].numpy()) for key in wanted}

@@ -1,0 +1,196 @@
+"""`python -m kerasbert.serve`: a drop-in for `tensorflow_model_server`, flags spelled the same way.
+
+Flags are parsed before TensorFlow is imported, so flag errors answer at once (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+
+_log = logging.getLogger("kerasbert.serve")
+PROG = "kerasbert.serve"
+
+
+def _bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flag parser (`--flag value` and `--flag=value` both work, booleans also bare)."""
+    p = _Parser(prog=PROG, allow_abbrev=False,
+                description="TF Serving-compatible gRPC/REST model server for raw-string SavedModels.")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
+    p.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 (default) = no REST API")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (ours; default 127.0.0.1, use 0.0.0.0 to listen on all interfaces)")
+    p.add_argument("--model_name", default="default", help="model name in single-model mode")
+    p.add_argument("--model_base_path", default="", help="folder holding <integer version>/saved_model.pb")
+    p.add_argument("--model_config_file", default="", help="text-format ModelServerConfig (several models)")
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1,
+                   help="seconds between polls for new/removed versions; <=0 = only at start and on reload")
+    p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
+    p.add_argument("--batching_parameters_file", default="", help="text-format BatchingParameters")
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
+    p.add_argument("--grpc_max_threads", type=int, default=0, help="gRPC worker threads (default 4 x cores)")
+    return p
+
+
+def parse_batching_parameters(text: str) -> dict[str, object]:
+    """Reads the scalar fields of a text-format `BatchingParameters` (`max_batch_size { value: 32 }`).
+
+    Example:
+
+    >>> parse_batching_parameters('max_batch_size { value: 32 }\\nnum_batch_threads { value: 2 }')
+    {'max_batch_size': 32, 'num_batch_threads': 2}
+    """
+    params: dict[str, object] = {}
+    text = re.sub(r"#.*", "", text)
+    for name, value in re.findall(r"(\w+)\s*:?\s*\{\s*value\s*:\s*([^\s}]+)\s*\}", text):
+        params[name] = int(value) if re.fullmatch(r"-?\d+", value) else value.strip('"')
+    for name, value in re.findall(r"^\s*(\w+)\s*:\s*([^\s{]+)\s*$", text, flags=re.M):
+        params.setdefault(name, int(value) if re.fullmatch(r"-?\d+", value) else value.strip('"'))
+    return params
+
+
+def _load_config(args, parser):
+    """The ModelServerConfig the flags describe; flag errors exit 2 naming the flag."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from kerasbert.serving.config import single_model_config, validate_config
+    from kerasbert.serving.errors import ServingError
+
+    if args.model_config_file:
+        if not os.path.isfile(args.model_config_file):
+            parser.error(f"--model_config_file {args.model_config_file} does not exist")
+        config = model_server_config_pb2.ModelServerConfig()
+        try:
+            with open(args.model_config_file) as f:
+                text_format.Parse(f.read(), config)
+        except text_format.ParseError as exc:
+            parser.error(f"--model_config_file {args.model_config_file} is not a text-format "
+                         f"ModelServerConfig: {exc}")
+        # relative base paths are relative to the config file, which is what people expect in serving/
+        root = os.path.dirname(os.path.abspath(args.model_config_file))
+        for model in config.model_config_list.config:
+            if model.base_path and not os.path.isabs(model.base_path):
+                model.base_path = os.path.normpath(os.path.join(root, model.base_path))
+        try:
+            validate_config(config)
+        except ServingError as exc:
+            parser.error(f"--model_config_file {args.model_config_file}: {exc.message}")
+        return config
+    if not args.model_base_path:
+        parser.error("--model_base_path (or --model_config_file) is required")
+    if not os.path.isdir(args.model_base_path):
+        parser.error(f"--model_base_path {args.model_base_path} does not exist or is not a folder")
+    return single_model_config(args.model_name, args.model_base_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the server until SIGTERM/SIGINT; returns the exit code.
+
+    Example (shell):
+
+        python -m kerasbert.serve --port 8500 --rest_api_port 8501 \\
+            --model_name sst2 --model_base_path exports/sst2
+    """
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flag = next((u for u in unknown if u.startswith("-")), unknown[0])
+        parser.error(f"unknown flag {flag.split('=')[0]} (see --help)")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname).1s %(name)s] %(message)s")
+    config = _load_config(args, parser)
+    batching = {}
+    if args.batching_parameters_file:
+        if not os.path.isfile(args.batching_parameters_file):
+            parser.error(f"--batching_parameters_file {args.batching_parameters_file} does not exist")
+        with open(args.batching_parameters_file) as f:
+            batching = parse_batching_parameters(f.read())
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    import concurrent.futures
+
+    import grpc
+
+    from kerasbert.serving.grpc_service import add_services
+    from kerasbert.serving.model_manager import ModelManager
+    from kerasbert.serving.rest import RestApi, start_rest_server
+
+    slots = None
+    if args.enable_batching:
+        slots = int(batching.get("num_batch_threads", os.cpu_count() or 1))
+        _log.info("Batching enabled with %s: each request runs as its own batch (no cross-request "
+                  "merging); at most %d signature calls run at once (num_batch_threads)", batching or "defaults",
+                  slots)
+    manager = ModelManager(args.file_system_poll_wait_seconds, max_concurrent_executions=slots)
+    manager.reload_config(config)
+
+    workers = args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * (os.cpu_count() or 1)
+    server = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
+    )
+    add_services(server, manager)
+    address = f"{args.host}:{args.port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        bound, reason = 0, exc
+    else:
+        reason = "address in use?"
+    if not bound:
+        print(f"{PROG}: error: cannot bind gRPC to {address} ({reason}); pick another --port", file=sys.stderr)
+        return 1
+    server.start()
+    rest = api = None
+    if args.rest_api_port:
+        api = RestApi(manager, args.rest_api_timeout_in_ms, max_workers=workers)
+        try:
+            rest = start_rest_server(api, args.host, args.rest_api_port)
+        except OSError as exc:
+            print(f"{PROG}: error: cannot bind REST to {args.host}:{args.rest_api_port} ({exc}); "
+                  "pick another --rest_api_port", file=sys.stderr)
+            server.stop(0)
+            return 1
+    manager.start_polling()
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        _log.info("Received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"Running gRPC ModelServer at {address} ... (models: {', '.join(manager.model_names())})", flush=True)
+    if rest is not None:
+        print(f"Exporting HTTP/REST API at:{args.host}:{args.rest_api_port} ...", flush=True)
+    _log.info("Running gRPC ModelServer at %s ...", address)
+    while not stop.wait(0.5):
+        pass
+    server.stop(grace=5).wait(10)
+    if rest is not None:
+        rest.shutdown()
+        api.close()
+    manager.stop()
+    _log.info("Server stopped")
+    return 0
