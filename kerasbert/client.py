@@ -45,6 +45,7 @@ __all__ = [
     "ServerUnavailable",
     "ModelNotFound",
     "InvalidInput",
+    "SignatureNotFound",
     "RequestTimeout",
     "default_server",
     "default_model",
@@ -149,6 +150,11 @@ class ModelNotFound(KerasBertClientError, LookupError):
 class InvalidInput(KerasBertClientError, ValueError):
     """The server rejected the request (gRPC ``INVALID_ARGUMENT``): wrong input names,
     dtypes, shapes or signature name. The message carries the server's explanation."""
+
+
+class SignatureNotFound(InvalidInput):
+    """The model has no signature named like the client's ``signature_name`` (TF Serving answers
+    ``FAILED_PRECONDITION``, ``kerasbert.serve`` ``NOT_FOUND``)."""
 
 
 class RequestTimeout(KerasBertClientError, TimeoutError):
@@ -416,6 +422,13 @@ class Client:
                 name,
                 details,
             )
+        if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION) and "signature" in details.lower():
+            return SignatureNotFound(
+                f"{self._describe_model()} at {self.target} has no signature '{self.signature_name}': {details} "
+                f"– see Client.metadata()['signatures'] for the ones it has",
+                name,
+                details,
+            )
         if code == grpc.StatusCode.NOT_FOUND:
             return ModelNotFound(
                 f"{self._describe_model()} is not served at {self.target}: {details} – check the model "
@@ -423,7 +436,7 @@ class Client:
                 name,
                 details,
             )
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
             return InvalidInput(f"the server rejected the request: {details}", name, details)
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return RequestTimeout(

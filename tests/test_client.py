@@ -1,0 +1,457 @@
+"""kerasbert.client against a real gRPC server process serving a small raw-string SavedModel.
+
+The toy model ("toy") is deterministic: P(positive) = fraction of the text's characters that
+are vowels (aeiou, case-insensitive), so every expected number is computed here in Python.
+Signatures: ``serving_default`` (text), ``pair`` (text, text_pair: the two strings
+concatenated) and ``regress`` (text -> score = 5 * vowel fraction).
+
+The helpers (``build_toy_model``, ``toy_server``, ``expected_positive``) are shared with
+tests/test_ui.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kerasbert import client as client_lib
+from kerasbert.client import (
+    Client,
+    InvalidInput,
+    KerasBertClientError,
+    ModelNotFound,
+    RequestTimeout,
+    ServerUnavailable,
+    SignatureNotFound,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS_DIR = Path(__file__).resolve().parent
+MODEL_NAME = "toy"
+CLASS_NAMES = ["negative", "positive"]
+VOWELS = set("aeiou")
+
+
+def expected_positive(text: str) -> float:
+    """P(positive) of the toy model: vowel fraction of the characters (0 for an empty text)."""
+    return sum(c in VOWELS for c in text.lower()) / max(len(text), 1)
+
+
+def build_toy_model(base_path: Path) -> Path:
+    """Writes the toy SavedModel as version 1 under ``base_path`` (TF Serving layout)."""
+    import tensorflow as tf
+
+    class ToyClassifier(tf.Module):
+        def _positive(self, text):
+            lower = tf.strings.lower(text, encoding="utf-8")
+            vowels = tf.strings.length(tf.strings.regex_replace(lower, "[^aeiou]", ""), unit="UTF8_CHAR")
+            chars = tf.strings.length(text, unit="UTF8_CHAR")
+            return tf.cast(vowels, tf.float32) / tf.cast(tf.maximum(chars, 1), tf.float32)
+
+        def _classification(self, text):
+            p = self._positive(text)
+            probabilities = tf.stack([1.0 - p, p], axis=-1)
+            label_ids = tf.argmax(probabilities, axis=-1)
+            names = tf.constant(CLASS_NAMES)
+            return {
+                "probabilities": probabilities,
+                "label_ids": label_ids,
+                "labels": tf.gather(names, label_ids),
+                "class_names": tf.tile(names[tf.newaxis], [tf.shape(text)[0], 1]),
+            }
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text):
+            return self._classification(text)
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None], tf.string, name="text"),
+                tf.TensorSpec([None], tf.string, name="text_pair"),
+            ]
+        )
+        def serve_pair(self, text, text_pair):
+            return self._classification(text + text_pair)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve_regress(self, text):
+            return {"score": 5.0 * self._positive(text)}
+
+    module = ToyClassifier()
+    export_dir = base_path / "1"
+    tf.saved_model.save(
+        module,
+        str(export_dir),
+        signatures={"serving_default": module.serve, "pair": module.serve_pair, "regress": module.serve_regress},
+    )
+    return export_dir
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- stand-in server, used only while tests/serving_utils.py (kerasbert.serve) is missing ----------
+
+
+def _standin_server_main(base_path: str, model_name: str, port: int) -> None:  # pragma: no cover - subprocess
+    """A minimal TF Serving look-alike (Predict, GetModelMetadata, GetModelStatus) for one model."""
+    from concurrent import futures
+
+    import grpc
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow_serving.apis import (
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+
+    version = max(int(p.name) for p in Path(base_path).iterdir() if p.name.isdigit())
+    export_dir = Path(base_path) / str(version)
+    model = tf.saved_model.load(str(export_dir))
+    saved_model = saved_model_pb2.SavedModel.FromString((export_dir / "saved_model.pb").read_bytes())
+    signature_defs = saved_model.meta_graphs[0].signature_def
+
+    def check_model(spec, context):
+        if spec.name != model_name:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})")
+
+    class Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):
+            check_model(request.model_spec, context)
+            name = request.model_spec.signature_name or "serving_default"
+            if name not in signature_defs:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
+            if set(request.inputs) != set(signature_defs[name].inputs):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"expected inputs {sorted(signature_defs[name].inputs)}")
+            try:
+                outputs = model.signatures[name](**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+            except (TypeError, ValueError, tf.errors.InvalidArgumentError) as err:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err).splitlines()[0])
+            response = predict_pb2.PredictResponse()
+            for key, value in outputs.items():
+                if not request.output_filter or key in request.output_filter:
+                    response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
+            return response
+
+        def GetModelMetadata(self, request, context):
+            check_model(request.model_spec, context)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = model_name
+            response.model_spec.version.value = version
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for key, value in signature_defs.items():
+                signature_map.signature_def[key].CopyFrom(value)
+            response.metadata["signature_def"].Pack(signature_map)
+            return response
+
+    class Models(model_service_pb2_grpc.ModelServiceServicer):
+        def GetModelStatus(self, request, context):
+            check_model(request.model_spec, context)
+            response = get_model_status_pb2.GetModelStatusResponse()
+            response.model_version_status.add(version=version, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+            return response
+
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Prediction(), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+class _StandinServer:
+    def __init__(self, port: int):
+        self.port = port
+
+
+@contextlib.contextmanager
+def _standin_running_server(model_base_path: str, model_name: str):
+    port = free_port()
+    code = (
+        f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); import test_client; "
+        f"test_client._standin_server_main({model_base_path!r}, {model_name!r}, {port})"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 180
+        with Client(target=f"127.0.0.1:{port}", model_name=model_name, timeout=2) as probe:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"stand-in server died: {process.stderr.read().decode()[-2000:]}")
+                try:
+                    if probe.status():
+                        break
+                except KerasBertClientError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.3)
+        yield _StandinServer(port)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def running_server(model_base_path: str, model_name: str):
+    """The project's ``running_server`` (real ``python -m kerasbert.serve``) when it exists."""
+    try:
+        import serving_utils
+    except ImportError:
+        return _standin_running_server(model_base_path, model_name)
+    return serving_utils.running_server(model_base_path=model_base_path, model_name=model_name)
+
+
+@contextlib.contextmanager
+def toy_server(tmp_root: Path):
+    """Builds the toy model under ``tmp_root`` and serves it as "toy"; yields the server."""
+    base_path = tmp_root / MODEL_NAME
+    build_toy_model(base_path)
+    with running_server(str(base_path), MODEL_NAME) as server:
+        yield server
+
+
+# --- fixtures --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with toy_server(tmp_path_factory.mktemp("client_models")) as srv:
+        yield srv
+
+
+@pytest.fixture()
+def client(server):
+    with Client(target=f"127.0.0.1:{server.port}", model_name=MODEL_NAME) as c:
+        yield c
+
+
+TEXTS = ["aaa", "xyz", "A quiet evening", "Ünïcode ÀÉÎ façade", "", "e"]
+
+
+# --- TensorProto conversion ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["great", "héllo wörld", ""],
+        np.array([[0.25, 0.75], [1.0, -2.5]], np.float32),
+        [1, 2, 3],
+        [0.5, 1.5],
+        np.array([True, False]),
+        np.arange(6, dtype=np.int64).reshape(2, 3),
+        np.array([1.5, -2.0], np.float16),
+        np.array(3.0),
+    ],
+)
+def test_tensor_proto_conversion_matches_tensorflow(value):
+    import tensorflow as tf
+
+    ours, theirs = client_lib.to_tensor_proto(value), tf.make_tensor_proto(value)
+    assert ours.dtype == theirs.dtype
+    assert [d.size for d in ours.tensor_shape.dim] == [d.size for d in theirs.tensor_shape.dim]
+    expected = tf.make_ndarray(theirs)
+    if expected.dtype == object:  # TF gives bytes, we decode to str
+        expected = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(expected)
+    for array in (client_lib.from_tensor_proto(theirs), client_lib.from_tensor_proto(ours)):
+        assert array.dtype == expected.dtype and array.shape == expected.shape
+        np.testing.assert_array_equal(array, expected)
+
+
+def test_from_tensor_proto_fills_with_last_value_like_tensorflow():
+    import tensorflow as tf
+
+    proto = tf.make_tensor_proto(0.5, shape=[2, 3])  # one float_val for six elements
+    np.testing.assert_array_equal(client_lib.from_tensor_proto(proto), tf.make_ndarray(proto))
+
+
+def test_import_is_light_and_tensorflow_still_imports_afterwards(tmp_path):
+    """The client loads TF Serving's protos without tensorflow/__init__; a later real
+    `import tensorflow` must still work and share the same TensorProto class."""
+    code = (
+        "import sys, time; t = time.time(); import kerasbert.client as c; "
+        "light = time.time() - t; assert 'tensorflow.python' not in sys.modules, 'TF was imported'; "
+        "assert 'tensorflow' not in sys.modules; "
+        "import tensorflow as tf; assert type(tf.make_tensor_proto(['a'])) is c.tensor_pb2.TensorProto; "
+        "assert float(tf.reduce_sum(tf.constant([1.0, 2.0]))) == 3.0; print(light)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(done.stdout.split()[-1]) < 3.0  # typically 0.2-0.4 s; importing TF takes 5-9 s
+
+
+# --- against the server ----------------------------------------------------------------------------
+
+
+def test_classify_values(client):
+    results = client.classify(TEXTS)
+    assert len(results) == len(TEXTS)
+    for text, result in zip(TEXTS, results):
+        p = expected_positive(text)
+        assert result["probabilities"] == pytest.approx({"negative": 1 - p, "positive": p}, abs=1e-6)
+        assert result["label"] == ("positive" if p > 0.5 else "negative")
+        assert result["label_id"] == CLASS_NAMES.index(result["label"])
+        assert isinstance(result["label"], str) and isinstance(result["label_id"], int)
+
+
+def test_single_string_is_one_row(client):
+    [result] = client.classify("aei")
+    assert result["label"] == "positive" and result["probabilities"]["positive"] == pytest.approx(1.0)
+
+
+def test_predict_raw_outputs_and_output_filter(client):
+    out = client.predict({"text": np.array(["aab", "bbb"])})
+    assert set(out) == {"probabilities", "label_ids", "labels", "class_names"}
+    assert out["probabilities"].dtype == np.float32 and out["probabilities"].shape == (2, 2)
+    assert out["label_ids"].dtype == np.int64 and out["label_ids"].tolist() == [1, 0]
+    assert out["labels"].tolist() == ["positive", "negative"]
+    assert out["class_names"].tolist() == [CLASS_NAMES, CLASS_NAMES]
+    filtered = client.predict({"text": "aab"}, output_filter=["labels"])
+    assert list(filtered) == ["labels"] and filtered["labels"].tolist() == ["positive"]
+
+
+def test_text_pair_signature(server):
+    with Client(target=f"127.0.0.1:{server.port}", model_name=MODEL_NAME, signature_name="pair") as c:
+        results = c.classify(["bcd", "xyz"], text_pairs=["aaaaa", "q"])
+        assert results[0]["probabilities"]["positive"] == pytest.approx(expected_positive("bcdaaaaa"), abs=1e-6)
+        assert [r["label"] for r in results] == ["positive", "negative"]
+        with pytest.raises(ValueError, match="must match"):
+            c.classify(["a", "b"], text_pairs=["c"])
+
+
+def test_regress(server):
+    with Client(target=f"127.0.0.1:{server.port}", model_name=MODEL_NAME, signature_name="regress") as c:
+        scores = c.regress(TEXTS)
+        assert scores.dtype == np.float32 and scores.shape == (len(TEXTS),)
+        np.testing.assert_allclose(scores, [5 * expected_positive(t) for t in TEXTS], atol=1e-5)
+        with pytest.raises(KerasBertClientError, match="no 'probabilities' output"):
+            c.classify("abc")
+
+
+def test_batching_splits_long_lists_below_message_limits(client, monkeypatch):
+    """8 MB of text (twice gRPC's default 4 MB message limit) in requests of <= batch_size rows."""
+    texts = ["ab" * 1000 + "e" * (i % 7) for i in range(4000)]
+    sizes = []
+    send = client._predict_once
+
+    def spy(arrays, output_filter):
+        sizes.append(sum(len(client_lib.to_tensor_proto(a).SerializeToString()) for a in arrays.values()))
+        return send(arrays, output_filter)
+
+    monkeypatch.setattr(client, "_predict_once", spy)
+    out = client.predict({"text": texts}, batch_size=500)
+    assert len(sizes) == 8 and max(sizes) < 4 * 1024 * 1024 < sum(sizes)
+    np.testing.assert_allclose(out["probabilities"][:, 1], [expected_positive(t) for t in texts], atol=1e-6)
+    sizes.clear()
+    small = client.classify(TEXTS, batch_size=4)  # 6 texts -> 2 requests, same answers as one request
+    assert len(sizes) == 2 and small == client.classify(TEXTS)
+
+
+def test_metadata(client):
+    meta = client.metadata()
+    assert meta["model_name"] == MODEL_NAME and meta["version"] == 1
+    assert meta["inputs"] == {"text": {"dtype": "string", "shape": [None]}}
+    assert meta["outputs"]["probabilities"] == {"dtype": "float32", "shape": [None, 2]}
+    assert meta["outputs"]["label_ids"]["dtype"] == "int64"
+    assert meta["outputs"]["labels"] == {"dtype": "string", "shape": [None]}
+    assert set(meta["signatures"]) >= {"serving_default", "pair", "regress"}
+    assert set(meta["signatures"]["pair"]["inputs"]) == {"text", "text_pair"}
+    assert meta["signatures"]["regress"]["outputs"] == {"score": {"dtype": "float32", "shape": [None]}}
+
+
+def test_status(client):
+    assert client.status() == [(1, "AVAILABLE")]
+
+
+def test_env_defaults(server, monkeypatch):
+    monkeypatch.setenv("KERASBERT_SERVER", f"127.0.0.1:{server.port}")
+    monkeypatch.setenv("KERASBERT_MODEL", MODEL_NAME)
+    with Client() as c:
+        assert (c.target, c.model_name) == (f"127.0.0.1:{server.port}", MODEL_NAME)
+        assert c.classify("ooo")[0]["label"] == "positive"
+    assert Client("127.0.0.1", server.port).target == f"127.0.0.1:{server.port}"
+    assert Client(f"127.0.0.1:{server.port}").target == f"127.0.0.1:{server.port}"
+    monkeypatch.delenv("KERASBERT_SERVER")
+    monkeypatch.delenv("KERASBERT_MODEL")
+    assert (Client().target, Client().model_name) == ("localhost:8500", "kerasbert")
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+def test_server_down_raises_server_unavailable():
+    port = free_port()  # nothing listens there
+    with Client(target=f"127.0.0.1:{port}", model_name=MODEL_NAME, timeout=5) as c:
+        for call in (lambda: c.classify("abc"), c.status, c.metadata):
+            with pytest.raises(ServerUnavailable) as info:
+                call()
+            assert f"no TF Serving server at 127.0.0.1:{port}" in str(info.value)
+            assert "python -m kerasbert.serve --model_base_path" in str(info.value)
+            assert info.value.code == "UNAVAILABLE"
+
+
+def test_wrong_model_raises_model_not_found(server):
+    with Client(target=f"127.0.0.1:{server.port}", model_name="no_such_model") as c:
+        for call in (lambda: c.classify("abc"), c.status, c.metadata):
+            with pytest.raises(ModelNotFound, match="model 'no_such_model' is not served"):
+                call()
+
+
+def test_bad_input_raises_invalid_input(client, server):
+    with pytest.raises(InvalidInput, match="rejected") as info:
+        client.predict({"txt": ["abc"]})  # wrong input name
+    assert info.value.code == "INVALID_ARGUMENT" and info.value.details
+    with pytest.raises(InvalidInput):
+        client.predict({"text": [1.5, 2.5]})  # float where a string is expected
+    with Client(target=f"127.0.0.1:{server.port}", model_name=MODEL_NAME, signature_name="nope") as c:
+        with pytest.raises(SignatureNotFound, match="no signature 'nope'"):
+            c.classify("abc")
+
+
+def test_empty_input_raises_value_error(client):
+    for call in (lambda: client.classify([]), lambda: client.regress([]), lambda: client.predict({})):
+        with pytest.raises(ValueError):
+            call()
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        client.predict({"text": ["a", "b"], "text_pair": ["c"]})
+
+
+def test_silent_server_raises_timeout():
+    """A socket that accepts connections but never speaks HTTP/2: the call must time out."""
+    with contextlib.closing(socket.socket()) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        with Client(target=f"127.0.0.1:{port}", model_name=MODEL_NAME, timeout=1.0) as c:
+            start = time.time()
+            with pytest.raises(RequestTimeout, match="did not answer within 1 s") as info:
+                c.classify("abc")
+            assert time.time() - start < 10 and info.value.code == "DEADLINE_EXCEEDED"
+
+
+def test_command_line(server):
+    env = dict(os.environ, KERASBERT_SERVER=f"127.0.0.1:{server.port}", KERASBERT_MODEL=MODEL_NAME)
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "kerasbert.client", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+    done = run("aeiou", "xyz")
+    assert done.returncode == 0, done.stderr
+    assert [r["label"] for r in json.loads(done.stdout)] == ["positive", "negative"]
+    done = run("--status")
+    assert json.loads(done.stdout) == {"model": MODEL_NAME, "versions": [[1, "AVAILABLE"]]}
+    done = run("--model", "missing", "abc")
+    assert done.returncode == 1 and "model 'missing' is not served" in done.stderr
