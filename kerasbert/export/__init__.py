@@ -1,1 +1,8 @@
+"""Raw-string SavedModel exports in TF Serving's versioned layout."""
 
+from kerasbert.export.layout import read_metadata
+from kerasbert.export.layout import versions
+from kerasbert.export.layout import write_versioned
+from kerasbert.export.saved_model import classifier_serving_fn
+from kerasbert.export.saved_model import export_classifier
+from kerasbert.export.saved_model import save_serving_archive

@@ -1,0 +1,215 @@
+"""Reading labelled TSV/CSV files (GLUE and your own) into `tf.data`.
+
+Columns are chosen by header name or by 0-based index, so the GLUE files work
+as they are: SST-2 (`sentence`, `label`), MRPC (`#1 String`, `#2 String`,
+`Quality`), RTE (`sentence1`, `sentence2`, `label`), STS-B (`sentence1`,
+`sentence2`, `score`) and CoLA (no header: text in column 3, label in 1).
+"""
+
+import csv
+import dataclasses
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+# GLUE's TSVs contain unbalanced quote characters inside sentences; read them
+# verbatim (QUOTE_NONE), and let fields be as long as the data needs.
+csv.field_size_limit(sys.maxsize)
+
+
+class TableError(ValueError):
+    """A file or column problem; the message names the flag that fixes it."""
+
+
+@dataclasses.dataclass
+class Columns:
+    """Which columns hold what. Each is a header name or a 0-based index."""
+
+    text: object = "sentence"
+    text_pair: object = None
+    label: object = "label"
+
+
+@dataclasses.dataclass
+class Examples:
+    """Texts and raw label strings read from one file."""
+
+    texts: list
+    text_pairs: list  # None when the task has a single text
+    labels: list  # raw strings; None when the file has no labels
+    path: str = ""
+
+    def __len__(self):
+        return len(self.texts)
+
+
+def _delimiter(path, fmt):
+    if fmt in (None, "auto"):
+        fmt = "csv" if path.lower().endswith(".csv") else "tsv"
+    if fmt not in ("tsv", "csv"):
+        raise TableError(f"--format must be tsv, csv or auto, got {fmt!r}")
+    return fmt
+
+
+def _column_index(spec, header, path, flag):
+    """Resolves a column spec (name or index) against the header."""
+    if spec is None:
+        return None
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.lstrip("-").isdigit()):
+        return int(spec)
+    if header is None:
+        raise TableError(
+            f"{flag}={spec!r} names a column, but {path} is read without a "
+            "header (--no_header); give a 0-based index instead"
+        )
+    if spec not in header:
+        raise TableError(
+            f"{flag}={spec!r}: no such column in {path}; columns are "
+            f"{header} (or give a 0-based index)"
+        )
+    return header.index(spec)
+
+
+def read_examples(path, columns=None, fmt="auto", header=True, require_labels=True):
+    """Reads a TSV/CSV file into `Examples`.
+
+    Args:
+        path: the file.
+        columns: a `Columns` naming the text, optional text-pair and label
+            columns (header names or 0-based indices).
+        fmt: "tsv", "csv" or "auto" (by file extension).
+        header: whether the first row is a header.
+        require_labels: fail when the label column is missing.
+
+    Raises:
+        TableError: with a message that names the flag to change.
+
+    Example:
+
+    >>> ex = read_examples("train.tsv", Columns("sentence", None, "label"))
+    >>> len(ex), ex.texts[0], ex.labels[0]  # doctest: +SKIP
+    (1500, 'the soup was wonderful .', 'positive')
+    """
+    columns = columns or Columns()
+    if not os.path.isfile(path):
+        raise TableError(f"no such file: {path}")
+    fmt = _delimiter(path, fmt)
+    with open(path, encoding="utf-8", newline="") as f:
+        if fmt == "tsv":
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        else:
+            reader = csv.reader(f)
+        try:
+            rows = [row for row in reader if row and any(cell.strip() for cell in row)]
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise TableError(f"cannot parse {path} as {fmt}: {e} (try --format)") from e
+    head = None
+    if header:
+        if not rows:
+            raise TableError(f"{path} is empty")
+        head = [h.strip() for h in rows.pop(0)]
+    if not rows:
+        raise TableError(f"{path} has no data rows")
+    i_text = _column_index(columns.text, head, path, "--text_column")
+    i_pair = _column_index(columns.text_pair, head, path, "--text_pair_column")
+    i_label = None
+    if columns.label is not None:
+        try:
+            i_label = _column_index(columns.label, head, path, "--label_column")
+        except TableError:
+            if require_labels:
+                raise
+    needed = max(i for i in (i_text, i_pair, i_label) if i is not None)
+    texts, pairs, labels = [], [], []
+    for line_no, row in enumerate(rows, start=2 if header else 1):
+        if len(row) <= needed:
+            raise TableError(
+                f"{path}:{line_no}: row has {len(row)} columns, need at least "
+                f"{needed + 1} (check --text_column/--label_column and --format)"
+            )
+        texts.append(row[i_text])
+        if i_pair is not None:
+            pairs.append(row[i_pair])
+        if i_label is not None:
+            labels.append(row[i_label].strip())
+    return Examples(
+        texts=texts,
+        text_pairs=pairs if i_pair is not None else None,
+        labels=labels if i_label is not None else None,
+        path=path,
+    )
+
+
+def class_names_from_labels(labels, given=None):
+    """The class list: `given` (order kept), else sorted distinct labels
+    (numerically when all are integers, so GLUE's "0","1" keep their order)."""
+    if given:
+        names = [n.strip() for n in given]
+        unknown = sorted(set(labels) - set(names))
+        if unknown:
+            raise TableError(
+                f"labels {unknown[:5]} are not in --labels {names}"
+            )
+        return names
+    distinct = set(labels)
+    if all(l.lstrip("-").isdigit() for l in distinct):
+        return sorted(distinct, key=int)
+    return sorted(distinct)
+
+
+def encode_labels(labels, task, class_names=None):
+    """Label strings to int32 class ids or float32 scores."""
+    if task == "regression":
+        try:
+            return np.asarray([float(l) for l in labels], dtype=np.float32)
+        except ValueError as e:
+            raise TableError(
+                f"regression labels must be numbers ({e}); check --label_column "
+                "or use --task classification"
+            ) from e
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({l for l in labels if l not in index})
+    if unknown:
+        raise TableError(
+            f"labels {unknown[:5]} do not occur in the training file's classes "
+            f"{class_names}; pass --labels to list every class"
+        )
+    return np.asarray([index[l] for l in labels], dtype=np.int32)
+
+
+def make_dataset(
+    examples,
+    preprocessor,
+    targets=None,
+    batch_size=32,
+    shuffle=False,
+    seed=0,
+    drop_remainder=False,
+):
+    """`tf.data` pipeline: raw strings → in-graph preprocessing → batches.
+
+    Tokenization runs inside the pipeline (the same layer the export uses),
+    on whole batches, in parallel with training.
+
+    Returns:
+        A dataset of `features` or `(features, targets)` where `features` is
+        the dict `BertPreprocessor` returns.
+    """
+    columns = [tf.constant(examples.texts)]
+    if examples.text_pairs is not None:
+        columns.append(tf.constant(examples.text_pairs))
+    elements = tuple(columns) if targets is None else (tuple(columns), targets)
+    ds = tf.data.Dataset.from_tensor_slices(elements)
+    if shuffle:
+        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if targets is None:
+        ds = ds.map(lambda texts: preprocessor(texts), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(
+            lambda texts, y: (preprocessor(texts), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE)
