@@ -362,6 +362,8 @@ def test_unknown_folder_lists_every_format(tmp_path):
     assert "it has: vocab.txt" in message
     with pytest.raises(ValueError, match="not found"):
         load_checkpoint(tmp_path / "nope" / "deeper")
+    # Bare names are keras-hub preset names, passed through to from_preset.
+    assert detect_format("bert_tiny_en_uncased") == "keras_hub"
 
 
 def test_clear_errors_for_broken_checkpoints(tmp_path, tiny_weights):
