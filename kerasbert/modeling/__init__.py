@@ -1,6 +1,10 @@
-"""The BERT encoder and its sizes (and, in `checkpoints`, weight import)."""
+"""The BERT encoder, its sizes, and importing pretrained checkpoints."""
 
 from kerasbert.modeling.encoder import ENCODER_SIZES
 from kerasbert.modeling.encoder import EncoderSize
 from kerasbert.modeling.encoder import build_encoder
 from kerasbert.modeling.encoder import encoder_config
+from kerasbert.modeling.gelu_backbone import GeluBertBackbone  # registers the class
+
+# `kerasbert.modeling.checkpoints` (load_checkpoint, detect_format) is imported
+# on use: it pulls in readers for three checkpoint formats.

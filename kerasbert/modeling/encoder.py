@@ -1,14 +1,17 @@
 """The BERT encoder: keras-hub's `BertBackbone` with Google's named sizes.
 
 We build on `keras_hub.models.BertBackbone` (token/position/segment
-embeddings, post-LayerNorm transformer blocks with erf GELU, tanh pooler) so
-checkpoints from Google, Hugging Face and keras-hub load into one class, and
-add what it lacks: the size table from google-research/bert's README.
+embeddings, post-LayerNorm transformer blocks, tanh pooler) so checkpoints
+from Google, Hugging Face and keras-hub load into one class, and add what it
+lacks: the size table from google-research/bert's README, and (through
+`GeluBertBackbone`) a choice of GELU: keras-hub hard-codes the tanh
+approximation, new models here use the exact erf GELU of the BERT paper and
+Hugging Face's `BertModel`.
 """
 
 import dataclasses
 
-import keras_hub
+from kerasbert.modeling.gelu_backbone import GeluBertBackbone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +86,13 @@ def encoder_config(size="tiny", vocabulary_size=30522, **overrides):
     return config
 
 
-def build_encoder(size="tiny", vocabulary_size=30522, **overrides):
+def build_encoder(size="tiny", vocabulary_size=30522, hidden_activation="gelu", **overrides):
     """Builds a randomly initialised BERT encoder.
+
+    Args:
+        size, vocabulary_size, **overrides: as `encoder_config`.
+        hidden_activation: "gelu" (exact, default), "gelu_approximate"
+            (tanh, Google's TF1 code and keras-hub) or "relu".
 
     Example:
 
@@ -93,9 +101,11 @@ def build_encoder(size="tiny", vocabulary_size=30522, **overrides):
     (2, 128, 2)
 
     Returns:
-        A `keras_hub.models.BertBackbone` taking `token_ids`, `segment_ids`,
-        `padding_mask` and returning `sequence_output` and `pooled_output`.
+        A `GeluBertBackbone` (a `keras_hub.models.BertBackbone`) taking
+        `token_ids`, `segment_ids`, `padding_mask` and returning
+        `sequence_output` and `pooled_output`.
     """
-    return keras_hub.models.BertBackbone(
-        **encoder_config(size, vocabulary_size, **overrides)
+    return GeluBertBackbone(
+        hidden_activation=hidden_activation,
+        **encoder_config(size, vocabulary_size, **overrides),
     )
