@@ -22,7 +22,7 @@ here in two stages:
    no Python state, so a `tf.train.Checkpoint` of its iterator (or
    `start_example=`) resumes it exactly.
 
-Two corpus layouts are read (`document_format`):
+Two corpus layouts are read (`input_format`):
 * "bert": one sentence per line, blank lines between documents (Google's).
 * "lines": one document per line (e.g. WikiText paragraphs); lines are split
   into sentences with a rule-based splitter.
@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
 
-DOCUMENT_FORMATS = ("auto", "bert", "lines")
+INPUT_FORMATS = ("auto", "bert", "lines")
 
 # NSP labels, Google's convention.
 IS_NEXT = 0
@@ -104,12 +104,12 @@ def _expand_files(files):
     return paths
 
 
-def read_documents(files, document_format="auto"):
+def read_documents(files, input_format="auto"):
     """Reads raw-text corpus files into documents, each a list of sentences.
 
     Args:
         files: a path or glob, or a list of them (`gs://` works too).
-        document_format: "bert" (sentence per line, blank line between
+        input_format: "bert" (sentence per line, blank line between
             documents), "lines" (document per line, split into sentences) or
             "auto" (per file: "bert" if it has blank lines, else "lines").
 
@@ -124,9 +124,9 @@ def read_documents(files, document_format="auto"):
     >>> read_documents(str(path))
     [['One.', 'Two.'], ['Three.']]
     """
-    if document_format not in DOCUMENT_FORMATS:
+    if input_format not in INPUT_FORMATS:
         raise ValueError(
-            f"document_format must be one of {DOCUMENT_FORMATS}, got {document_format!r}"
+            f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}"
         )
     documents = []
     for path in _expand_files(files):
@@ -134,7 +134,7 @@ def read_documents(files, document_format="auto"):
             lines = [line.strip() for line in f.read().splitlines()]
         while lines and not lines[-1]:
             lines.pop()
-        fmt = document_format
+        fmt = input_format
         if fmt == "auto":
             fmt = "bert" if "" in lines else "lines"
         if fmt == "lines":
@@ -355,21 +355,21 @@ def create_instances(
     )
 
 
-def _as_preprocessor(preprocessor, lowercase, max_seq_length):
-    if isinstance(preprocessor, BertPreprocessor):
-        return preprocessor
-    return BertPreprocessor(preprocessor, lowercase=lowercase, sequence_length=max_seq_length)
+def _as_preprocessor(vocabulary, lowercase, max_seq_length):
+    if isinstance(vocabulary, BertPreprocessor):
+        return vocabulary
+    return BertPreprocessor(vocabulary, lowercase=lowercase, sequence_length=max_seq_length)
 
 
 def build_instances(
     files,
-    preprocessor,
+    vocabulary,
     *,
     lowercase=True,
     max_seq_length=128,
     short_seq_prob=0.1,
     dupe_factor=1,
-    document_format="auto",
+    input_format="auto",
     holdout_fraction=0.0,
     split="train",
     seed=0,
@@ -381,16 +381,17 @@ def build_instances(
 
     Args:
         files: path/glob or list of them.
-        preprocessor: a `BertPreprocessor`, or a vocab path / token list.
-        lowercase: used when `preprocessor` is a vocabulary.
+        vocabulary: a vocab path / token list, or a `BertPreprocessor`.
+        lowercase: uncased normalisation (when `vocabulary` is not a
+            `BertPreprocessor`).
         holdout_fraction, split: keep only the "train" or the "heldout" part
             of a fixed pseudo-random document split.
         Others: see `read_documents` and `create_instances`.
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-    preprocessor = _as_preprocessor(preprocessor, lowercase, max_seq_length)
-    documents = read_documents(files, document_format)
+    preprocessor = _as_preprocessor(vocabulary, lowercase, max_seq_length)
+    documents = read_documents(files, input_format)
     if holdout_fraction:
         train, heldout = split_holdout(documents, holdout_fraction)
         documents = train if split == "train" else heldout
@@ -606,7 +607,7 @@ def default_max_predictions(max_seq_length, masked_lm_prob=0.15):
 
 def pretraining_dataset(
     source,
-    preprocessor,
+    vocabulary,
     batch_size,
     *,
     lowercase=True,
@@ -618,11 +619,12 @@ def pretraining_dataset(
     whole_word_masking=False,
     short_seq_prob=0.1,
     dupe_factor=1,
-    document_format="auto",
+    input_format="auto",
     holdout_fraction=0.0,
     split="train",
     seed=0,
     num_epochs=None,
+    repeat=True,
     start_example=0,
     input_context=None,
     num_shards=1,
@@ -635,16 +637,18 @@ def pretraining_dataset(
     Args:
         source: corpus files (path/glob or list), or `PretrainingInstances`
             from `build_instances` (then the corpus arguments are ignored).
-        preprocessor: a `BertPreprocessor` or a vocab path / token list.
+        vocabulary: a vocab path / token list, or a `BertPreprocessor`.
+        lowercase: uncased normalisation (ignored for a `BertPreprocessor`).
         batch_size: batch size of the output; with `input_context` it is the
             GLOBAL batch and each pipeline yields per-replica batches.
         max_seq_length: L. max_predictions_per_seq: P (default 15% of L).
         masked_lm_prob, mask_token_rate, random_token_rate: 0.15/0.8/0.1.
         whole_word_masking: mask all WordPieces of a word together.
-        short_seq_prob, dupe_factor, document_format, holdout_fraction,
+        short_seq_prob, dupe_factor, input_format, holdout_fraction,
             split: see `build_instances`.
         seed: seeds pairing, per-epoch order and masks. Same seed, same data.
-        num_epochs: passes over the instances; None repeats forever.
+        num_epochs: passes over the instances; None repeats forever
+            (`repeat=False` is the same as `num_epochs=1`).
         start_example: skip the first examples of the global stream (resume
             at `step * global_batch_size`).
         input_context: a `tf.distribute.InputContext`; shards the stream
@@ -671,7 +675,9 @@ def pretraining_dataset(
     >>> features["token_ids"].shape.as_list(), labels["mlm"].shape.as_list()
     ([2, 16], [2, 3])
     """
-    preprocessor = _as_preprocessor(preprocessor, lowercase, max_seq_length)
+    preprocessor = _as_preprocessor(vocabulary, lowercase, max_seq_length)
+    if not repeat and num_epochs is None:
+        num_epochs = 1
     if isinstance(source, PretrainingInstances):
         instances = source
         if instances.max_seq_length != max_seq_length:
@@ -681,9 +687,9 @@ def pretraining_dataset(
             )
     else:
         instances = build_instances(
-            source, preprocessor, max_seq_length=max_seq_length,
+            source, preprocessor, lowercase=lowercase, max_seq_length=max_seq_length,
             short_seq_prob=short_seq_prob, dupe_factor=dupe_factor,
-            document_format=document_format, holdout_fraction=holdout_fraction,
+            input_format=input_format, holdout_fraction=holdout_fraction,
             split=split, seed=seed,
         )
     if max_predictions_per_seq is None:
@@ -731,40 +737,3 @@ def pretraining_dataset(
     if prefetch:
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
     return dataset
-
-
-def add_data_arguments(parser):
-    """Adds the pipeline flags the `pretrain` CLI forwards (see `data_kwargs`)."""
-    group = parser.add_argument_group("pretraining data")
-    group.add_argument("--max_predictions_per_seq", type=int, default=None,
-                       help="max masked positions per sequence (default: 15%% of max_seq_length)")
-    group.add_argument("--masked_lm_prob", type=float, default=0.15,
-                       help="fraction of tokens to mask (default 0.15)")
-    group.add_argument("--mask_token_rate", type=float, default=0.8,
-                       help="of masked tokens, fraction replaced by [MASK] (default 0.8)")
-    group.add_argument("--random_token_rate", type=float, default=0.1,
-                       help="of masked tokens, fraction replaced by a random token (default 0.1)")
-    group.add_argument("--whole_word_masking", action="store_true",
-                       help="mask all WordPieces of a word together")
-    group.add_argument("--short_seq_prob", type=float, default=0.1,
-                       help="probability of a shorter random target length (default 0.1)")
-    group.add_argument("--dupe_factor", type=int, default=1,
-                       help="corpus passes with different NSP pairings per epoch (default 1)")
-    group.add_argument("--document_format", choices=DOCUMENT_FORMATS, default="auto",
-                       help="'bert': sentence per line, blank line between documents; "
-                            "'lines': document per line; 'auto' (default) decides per file")
-    group.add_argument("--holdout_fraction", type=float, default=0.0,
-                       help="fraction of documents held out for evaluation (default 0)")
-    return group
-
-
-DATA_ARGUMENTS = (
-    "max_predictions_per_seq", "masked_lm_prob", "mask_token_rate", "random_token_rate",
-    "whole_word_masking", "short_seq_prob", "dupe_factor", "document_format",
-    "holdout_fraction",
-)
-
-
-def data_kwargs(args):
-    """`pretraining_dataset` keyword arguments from `add_data_arguments` flags."""
-    return {name: getattr(args, name) for name in DATA_ARGUMENTS}
