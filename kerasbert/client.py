@@ -381,6 +381,8 @@ class Client:
         options = [
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            # Retry a server that was down within seconds, not gRPC's default 2 minutes.
+            ("grpc.max_reconnect_backoff_ms", 5000),
         ]
         self._channel = grpc.insecure_channel(target, options=options)
         self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
