@@ -109,3 +109,31 @@ def create_optimizer(
         opt = keras.optimizers.Lamb(beta_1=0.9, beta_2=0.999, **common)
     opt.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
     return opt
+
+
+def expect_reduced_gradients(optimizer):
+    """Makes a Keras optimiser take gradients that are ALREADY all-reduced.
+
+    Under `tf.distribute`, Keras 3 optimisers sum gradients over replicas
+    inside `apply()`, after clipping them (and after accumulating them), so
+    global-norm clipping sees one replica's partial gradient. A training loop
+    that all-reduces (then clips) itself calls this so the optimiser does not
+    sum a second time; Model Garden's BERT did the same with
+    `experimental_aggregate_gradients=False` in Keras 2. Outside a
+    distribution strategy it changes nothing.
+
+    Args:
+        optimizer: a Keras optimiser (not yet wrapped in a
+            `LossScaleOptimizer`; wrapping afterwards is fine).
+
+    Returns:
+        The same optimiser.
+
+    Example:
+
+    >>> opt = expect_reduced_gradients(create_optimizer(1e-4, total_steps=10))
+    >>> opt._all_reduce_sum_gradients([(1.0, "v")])
+    [(1.0, 'v')]
+    """
+    optimizer._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
+    return optimizer
