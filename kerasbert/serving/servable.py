@@ -67,6 +67,21 @@ def read_meta_graph(path: str, tag: str = SERVE_TAG) -> meta_graph_pb2.MetaGraph
     raise ValueError(f"SavedModel at {path} has no MetaGraphDef tagged {tag!r}")
 
 
+def op_error_summary(message: str) -> str:
+    """The informative lines of a TF runtime error (drops the graph-execution header and stack trace).
+
+    Example:
+
+    >>> op_error_summary("Graph execution error:\\n\\nDetected at node X defined at (most recent call last):\\n"
+    ...                  "  File \\"a.py\\", line 1\\nassertion failed: [weight must be >= 0]\\n\\t [[{{node X}}]]")
+    'assertion failed: [weight must be >= 0]'
+    """
+    skip = ("Graph execution error:", "Detected at node", "<stack traces unavailable>")
+    lines = [line.strip() for line in (message or "").splitlines()
+             if line.strip() and not line[:1].isspace() and not line.startswith(skip)]
+    return " ".join(lines)
+
+
 def _shape_str(shape) -> str:
     return "[" + ", ".join("?" if d is None or d < 0 else str(d) for d in shape) + "]"
 
@@ -187,7 +202,7 @@ class Servable:
             outputs = self.functions[name](**inputs)
         except tf.errors.OpError as exc:
             code = status_code_from_int(exc.error_code)
-            message = exc.message.strip().splitlines()[0] if exc.message else type(exc).__name__
+            message = op_error_summary(exc.message) or type(exc).__name__
             raise ServingError(code, f"model '{self.name}' failed on the given values: {message}") from exc
         except (TypeError, ValueError) as exc:
             raise invalid_argument(f"model '{self.name}' rejected the inputs: {exc}") from exc

@@ -86,11 +86,6 @@ def _load_config(args, parser):
         except text_format.ParseError as exc:
             parser.error(f"--model_config_file {args.model_config_file} is not a text-format "
                          f"ModelServerConfig: {exc}")
-        # relative base paths are relative to the config file, which is what people expect in serving/
-        root = os.path.dirname(os.path.abspath(args.model_config_file))
-        for model in config.model_config_list.config:
-            if model.base_path and not os.path.isabs(model.base_path):
-                model.base_path = os.path.normpath(os.path.join(root, model.base_path))
         try:
             validate_config(config)
         except ServingError as exc:
