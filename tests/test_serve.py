@@ -120,7 +120,9 @@ model_config_list {{
 }}
 """)
     with running_server(model_config_file=config, rest_api=True,
-                        extra_args=["--file_system_poll_wait_seconds", "0.5"]) as server:
+                        extra_args=["--file_system_poll_wait_seconds", "0.5",
+                                    "--model_config_file_poll_wait_seconds", "0.5"]) as server:
+        server.config_path = config
         yield server
 
 
@@ -369,6 +371,22 @@ def test_rest_errors(config_server, path, body, code, needle):
     assert got_code == code and set(got) == {"error"} and needle in got["error"], got
     assert rest(config_server, "/v1/models/echo/versions/1:predict", {"instances": ["ok"]})[1] == {
         "predictions": [{"length": 2, "upper": "OK", "words": 1}]}
+
+
+def test_edited_config_file_is_applied(config_server, models):
+    text = config_server.config_path.read_text()
+    config_server.config_path.write_text(
+        text.rstrip().rstrip("}") + f'  config {{ name: "pair2" base_path: "{models / "pair"}" }}\n}}\n')
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if status(config_server, "pair2") == {1: AVAILABLE}:
+                break
+        except grpc.RpcError:
+            pass
+        assert time.monotonic() < deadline, config_server.log()
+        time.sleep(0.2)
+    assert status(config_server, "echo") == {1: AVAILABLE, 2: AVAILABLE}  # untouched models stay loaded
 
 
 # ---------------------------------------------------------------------------- single-model server

@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import threading
+import time
 
 _log = logging.getLogger("kerasbert.serve")
 PROG = "kerasbert.serve"
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_config_file", default="", help="text-format ModelServerConfig (several models)")
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1,
                    help="seconds between polls for new/removed versions; <=0 = only at start and on reload")
+    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                   help="re-read --model_config_file this often and apply changes; 0 (default) = never")
     p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
     p.add_argument("--batching_parameters_file", default="", help="text-format BatchingParameters")
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
@@ -96,6 +99,39 @@ def _load_config(args, parser):
     if not os.path.isdir(args.model_base_path):
         parser.error(f"--model_base_path {args.model_base_path} does not exist or is not a folder")
     return single_model_config(args.model_name, args.model_base_path)
+
+
+class _ConfigWatch:
+    """Re-reads `--model_config_file` every `--model_config_file_poll_wait_seconds` and applies changes."""
+
+    def __init__(self, args):
+        self.path = args.model_config_file
+        self.every = args.model_config_file_poll_wait_seconds
+        self.next = time.monotonic() + self.every
+        self.text = self._read()
+
+    def _read(self) -> str | None:
+        try:
+            with open(self.path) as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def maybe_reload(self, manager) -> None:
+        if time.monotonic() < self.next:
+            return
+        self.next = time.monotonic() + self.every
+        text = self._read()
+        if text is None or text == self.text:
+            return
+        self.text = text
+        from google.protobuf import text_format
+        from tensorflow_serving.config import model_server_config_pb2
+
+        try:
+            manager.reload_config(text_format.Parse(text, model_server_config_pb2.ModelServerConfig()))
+        except Exception as exc:  # keep serving the old config
+            _log.error("Ignoring changed %s: %s", self.path, exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     if rest is not None:
         print(f"Exporting HTTP/REST API at:{args.host}:{args.rest_api_port} ...", flush=True)
     _log.info("Running gRPC ModelServer at %s ...", address)
+    config_watch = _ConfigWatch(args) if args.model_config_file and args.model_config_file_poll_wait_seconds > 0 else None
     while not stop.wait(0.5):
-        pass
+        if config_watch is not None:
+            config_watch.maybe_reload(manager)
     server.stop(grace=5).wait(10)
     if rest is not None:
         rest.shutdown()
