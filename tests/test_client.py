@@ -5,8 +5,8 @@ are vowels (aeiou, case-insensitive), so every expected number is computed here 
 Signatures: ``serving_default`` (text), ``pair`` (text, text_pair: the two strings
 concatenated) and ``regress`` (text -> score = 5 * vowel fraction).
 
-The helpers (``build_toy_model``, ``toy_server``, ``expected_positive``) are shared with
-tests/test_ui.py.
+The server is the real ``python -m kerasbert.serve`` (tests/serving_utils.py). The helpers
+(``build_toy_model``, ``toy_server``, ``expected_positive``) are shared with tests/test_ui.py.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serving_utils import free_port, running_server
+
 from kerasbert import client as client_lib
 from kerasbert.client import (
     Client,
@@ -34,8 +36,6 @@ from kerasbert.client import (
     SignatureNotFound,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-TESTS_DIR = Path(__file__).resolve().parent
 MODEL_NAME = "toy"
 CLASS_NAMES = ["negative", "positive"]
 VOWELS = set("aeiou")
@@ -96,141 +96,33 @@ def build_toy_model(base_path: Path) -> Path:
     return export_dir
 
 
-def free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# --- stand-in server, used only while tests/serving_utils.py (kerasbert.serve) is missing ----------
-
-
-def _standin_server_main(base_path: str, model_name: str, port: int) -> None:  # pragma: no cover - subprocess
-    """A minimal TF Serving look-alike (Predict, GetModelMetadata, GetModelStatus) for one model."""
-    from concurrent import futures
-
-    import grpc
-    import tensorflow as tf
-    from tensorflow.core.protobuf import saved_model_pb2
-    from tensorflow_serving.apis import (
-        get_model_metadata_pb2,
-        get_model_status_pb2,
-        model_service_pb2_grpc,
-        predict_pb2,
-        prediction_service_pb2_grpc,
-    )
-
-    version = max(int(p.name) for p in Path(base_path).iterdir() if p.name.isdigit())
-    export_dir = Path(base_path) / str(version)
-    model = tf.saved_model.load(str(export_dir))
-    saved_model = saved_model_pb2.SavedModel.FromString((export_dir / "saved_model.pb").read_bytes())
-    signature_defs = saved_model.meta_graphs[0].signature_def
-
-    def check_model(spec, context):
-        if spec.name != model_name:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})")
-
-    class Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
-        def Predict(self, request, context):
-            check_model(request.model_spec, context)
-            name = request.model_spec.signature_name or "serving_default"
-            if name not in signature_defs:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
-            if set(request.inputs) != set(signature_defs[name].inputs):
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"expected inputs {sorted(signature_defs[name].inputs)}")
-            try:
-                outputs = model.signatures[name](**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
-            except (TypeError, ValueError, tf.errors.InvalidArgumentError) as err:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err).splitlines()[0])
-            response = predict_pb2.PredictResponse()
-            for key, value in outputs.items():
-                if not request.output_filter or key in request.output_filter:
-                    response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
-            return response
-
-        def GetModelMetadata(self, request, context):
-            check_model(request.model_spec, context)
-            response = get_model_metadata_pb2.GetModelMetadataResponse()
-            response.model_spec.name = model_name
-            response.model_spec.version.value = version
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, value in signature_defs.items():
-                signature_map.signature_def[key].CopyFrom(value)
-            response.metadata["signature_def"].Pack(signature_map)
-            return response
-
-    class Models(model_service_pb2_grpc.ModelServiceServicer):
-        def GetModelStatus(self, request, context):
-            check_model(request.model_spec, context)
-            response = get_model_status_pb2.GetModelStatusResponse()
-            response.model_version_status.add(version=version, state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
-            return response
-
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Prediction(), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(), server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    server.wait_for_termination()
-
-
-class _StandinServer:
-    def __init__(self, port: int):
-        self.port = port
-
-
-@contextlib.contextmanager
-def _standin_running_server(model_base_path: str, model_name: str):
-    port = free_port()
-    code = (
-        f"import sys; sys.path.insert(0, {str(TESTS_DIR)!r}); import test_client; "
-        f"test_client._standin_server_main({model_base_path!r}, {model_name!r}, {port})"
-    )
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 180
-        with Client(target=f"127.0.0.1:{port}", model_name=model_name, timeout=2) as probe:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"stand-in server died: {process.stderr.read().decode()[-2000:]}")
-                try:
-                    if probe.status():
-                        break
-                except KerasBertClientError:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(0.3)
-        yield _StandinServer(port)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def running_server(model_base_path: str, model_name: str):
-    """The project's ``running_server`` (real ``python -m kerasbert.serve``) when it exists."""
-    try:
-        import serving_utils
-    except ImportError:
-        return _standin_running_server(model_base_path, model_name)
-    return serving_utils.running_server(model_base_path=model_base_path, model_name=model_name)
-
-
 @contextlib.contextmanager
 def toy_server(tmp_root: Path):
     """Builds the toy model under ``tmp_root`` and serves it as "toy"; yields the server."""
     base_path = tmp_root / MODEL_NAME
     build_toy_model(base_path)
-    with running_server(str(base_path), MODEL_NAME) as server:
+    with running_server(model_base_path=str(base_path), model_name=MODEL_NAME) as server:
         yield server
 
 
 # --- fixtures --------------------------------------------------------------------------------------
 
 
+_SHARED_SERVER: list = []
+
+
+def shared_toy_server(request, tmp_path_factory):
+    """One toy server for the whole session (this file and test_ui.py), stopped at the end."""
+    if not _SHARED_SERVER:
+        stack = contextlib.ExitStack()
+        _SHARED_SERVER.append(stack.enter_context(toy_server(tmp_path_factory.mktemp("toy_models"))))
+        request.config.add_cleanup(stack.close)
+    return _SHARED_SERVER[0]
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with toy_server(tmp_path_factory.mktemp("client_models")) as srv:
-        yield srv
+def server(request, tmp_path_factory):
+    return shared_toy_server(request, tmp_path_factory)
 
 
 @pytest.fixture()
@@ -455,3 +347,23 @@ def test_command_line(server):
     assert json.loads(done.stdout) == {"model": MODEL_NAME, "versions": [[1, "AVAILABLE"]]}
     done = run("--model", "missing", "abc")
     assert done.returncode == 1 and "model 'missing' is not served" in done.stderr
+
+
+@pytest.mark.slow
+def test_real_finetuned_export_matches_the_saved_model(trained_export):
+    """A real kerasbert export (tiny fine-tuned classifier) served by kerasbert.serve gives,
+    through the client, what the SavedModel gives when called in-process."""
+    import tensorflow as tf
+
+    texts = ["a gripping, beautifully acted film", "dull and far too long", "ok", "Ça ne va pas du tout"]
+    direct = tf.saved_model.load(trained_export["export"]).signatures["serving_default"](text=tf.constant(texts))
+    class_names = [n.decode() for n in direct["class_names"].numpy()[0]]
+    name = trained_export["model_name"]
+    with running_server(model_base_path=trained_export["base"], model_name=name) as srv:
+        with Client(target=f"127.0.0.1:{srv.port}", model_name=name) as c:
+            results = c.classify(texts, batch_size=3)
+            meta = c.metadata()
+    assert meta["inputs"] == {"text": {"dtype": "string", "shape": [None]}}
+    assert [r["label"] for r in results] == [n.decode() for n in direct["labels"].numpy()]
+    probabilities = [[r["probabilities"][n] for n in class_names] for r in results]
+    np.testing.assert_allclose(probabilities, direct["probabilities"].numpy(), atol=1e-5)

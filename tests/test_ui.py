@@ -16,16 +16,16 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from test_client import MODEL_NAME, expected_positive, free_port, toy_server
+from serving_utils import free_port
+from test_client import MODEL_NAME, expected_positive, shared_toy_server
 
 APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with toy_server(tmp_path_factory.mktemp("ui_models")) as srv:
-        yield srv
+def server(request, tmp_path_factory):
+    return shared_toy_server(request, tmp_path_factory)  # the one test_client.py uses, if it ran
 
 
 @pytest.fixture()
