@@ -313,6 +313,17 @@ def default_model() -> str:
     return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
 
 
+def _split_target(target: str) -> tuple[str, str | None]:
+    """``"host:port"`` / ``"[::1]:port"`` / ``"host"`` -> ``(host, port or None)``."""
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        return host, rest.lstrip(":") or None
+    if target.count(":") == 1:
+        host, port = target.split(":")
+        return host, port or None
+    return target, None
+
+
 def _text_list(texts: str | bytes | Iterable[str], what: str) -> list[Any]:
     if isinstance(texts, (str, bytes)):
         texts = [texts]
@@ -363,13 +374,12 @@ class Client:
         batch_size: int = 64,
     ):
         if target is None:
-            if host is not None and port is None and ":" in host.strip("[]"):
+            if host is not None and port is None and _split_target(host)[1] is not None:
                 target = host  # Client("localhost:8500")
-            elif host is None and port is None:
-                target = default_server()
             else:
-                env_host, _, env_port = default_server().rpartition(":")
-                target = f"{host or env_host or 'localhost'}:{port or env_port or 8500}"
+                env_host, env_port = _split_target(default_server())
+                host = host or env_host or "localhost"
+                target = f"{f'[{host}]' if ':' in host else host}:{port or env_port or 8500}"
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.target = target

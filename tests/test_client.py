@@ -280,6 +280,9 @@ def test_env_defaults(server, monkeypatch):
     monkeypatch.delenv("KERASBERT_SERVER")
     monkeypatch.delenv("KERASBERT_MODEL")
     assert (Client().target, Client().model_name) == ("localhost:8500", "kerasbert")
+    assert Client("::1", 9000).target == Client("[::1]:9000").target == "[::1]:9000"
+    monkeypatch.setenv("KERASBERT_SERVER", "serving-host")  # no port: TF Serving's 8500
+    assert Client().target == "serving-host:8500"
 
 
 # --- errors ----------------------------------------------------------------------------------------
