@@ -595,7 +595,7 @@ def _expand(patterns, flag):
     return files
 
 
-def _pipeline_fn(args, files, holdout_fraction=0.0, split="train", seed=0,
+def pipeline_dataset_fn(args, files, holdout_fraction=0.0, split="train", seed=0,
                  num_epochs=None):
     """`dataset_fn(batch_size, num_shards, shard_index)` over the pipeline.
 
@@ -635,31 +635,10 @@ def _pipeline_fn(args, files, holdout_fraction=0.0, split="train", seed=0,
 
 def config_from_args(args, vocabulary_size):
     """A `PretrainConfig` from parsed `pretrain` flags."""
+    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in fields}
     return PretrainConfig(
-        output_dir=args.output_dir,
-        vocabulary_size=vocabulary_size,
-        vocab_file=args.vocab_file,
-        lowercase=not args.cased,
-        model_size=args.model_size,
-        num_layers=args.num_layers,
-        hidden_dim=args.hidden_dim,
-        dropout=args.dropout,
-        max_seq_length=args.max_seq_length,
-        train_batch_size=args.train_batch_size,
-        num_train_steps=args.num_train_steps,
-        num_warmup_steps=args.num_warmup_steps,
-        learning_rate=args.learning_rate,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        clipnorm=args.clipnorm,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        jit_compile=args.jit_compile,
-        seed=args.seed,
-        save_checkpoints_steps=args.save_checkpoints_steps,
-        keep_checkpoints=args.keep_checkpoints,
-        log_steps=args.log_steps,
-        max_minutes=args.max_minutes,
+        vocabulary_size=vocabulary_size, lowercase=not args.cased, **values
     )
 
 
@@ -692,7 +671,7 @@ def main(args):
         raise cli.UsageError(f"--vocab_file: {e}") from e
     config = config_from_args(args, len(vocabulary))
     os.makedirs(args.output_dir, exist_ok=True)
-    train_fn = _pipeline_fn(args, files, args.holdout_fraction, "train", args.seed)
+    train_fn = pipeline_dataset_fn(args, files, args.holdout_fraction, "train", args.seed)
     trainer = Pretrainer(config, train_fn, strategy)
     trainer._log(
         f"pretraining {args.model_size} on {len(files)} file(s): "
@@ -712,9 +691,9 @@ def main(args):
     # Held-out data: fixed masks (own seed), one pass.
     eval_fn = None
     if eval_files:
-        eval_fn = _pipeline_fn(args, eval_files, 0.0, "train", args.seed + 1, num_epochs=1)
+        eval_fn = pipeline_dataset_fn(args, eval_files, 0.0, "train", args.seed + 1, num_epochs=1)
     elif args.holdout_fraction:
-        eval_fn = _pipeline_fn(
+        eval_fn = pipeline_dataset_fn(
             args, files, args.holdout_fraction, "heldout", args.seed + 1, num_epochs=1
         )
     if eval_fn is not None:

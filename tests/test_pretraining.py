@@ -1,0 +1,278 @@
+"""Pretraining model and loop: tied MLM head, masked-only losses, learning,
+gradient accumulation, mixed precision, the exported preset, the CLI.
+
+Everything runs in-process on a tiny generated corpus (`write_corpus`) with
+the real input pipeline (`kerasbert.data.pretraining`) and a 2-layer model.
+"""
+
+import json
+import random
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasbert import cli
+from kerasbert.modeling.encoder import build_encoder
+from kerasbert.tasks.pretraining import build_pretraining_model
+from kerasbert.tasks.pretraining import head_weights
+from kerasbert.tasks.pretraining import load_head_weights
+from kerasbert.tasks.pretraining import pretraining_loss
+from kerasbert.tasks.pretraining import pretraining_sums
+from kerasbert.training import pretrain
+
+WORDS = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi "
+    "omicron pi rho sigma tau upsilon"
+).split()
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def write_corpus(directory, documents=80, seed=0):
+    """Writes a learnable BERT-format corpus + its vocab; returns both paths.
+
+    Each document repeats one word (4-9 times per sentence, then "."), so a
+    masked word is predictable from any other word of its segment, and a
+    true next sentence has the same word while a random one (almost always)
+    has another: both heads have something to learn in a few dozen steps.
+    """
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(documents):
+        word = rng.choice(WORDS)
+        for _ in range(rng.randint(4, 8)):
+            lines.append(" ".join([word] * rng.randint(4, 9)) + " .")
+        lines.append("")
+    corpus = directory / "corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(SPECIALS + ["."] + WORDS) + "\n")
+    return corpus, vocab
+
+
+def pretrain_argv(corpus, vocab, output_dir, *extra):
+    """`pretrain` flags for a tiny, fast, deterministic (dropout 0) run."""
+    argv = [
+        "--input_files", corpus, "--vocab_file", vocab, "--output_dir", output_dir,
+        "--max_seq_length", 32, "--train_batch_size", 8, "--num_train_steps", 4,
+        "--num_warmup_steps", 1, "--learning_rate", 1e-3, "--dropout", 0,
+        "--log_steps", 1, "--no-jit_compile", *extra,
+    ]
+    return [str(a) for a in argv]
+
+
+def make_trainer(tmp_path, *extra, name="run"):
+    corpus, vocab = write_corpus(tmp_path)
+    args = pretrain.build_parser().parse_args(
+        pretrain_argv(corpus, vocab, tmp_path / name, *extra)
+    )
+    config = pretrain.config_from_args(args, len(SPECIALS) + 1 + len(WORDS))
+    train_fn = pretrain.pipeline_dataset_fn(
+        args, [str(corpus)], args.holdout_fraction, "train", args.seed
+    )
+    trainer = pretrain.Pretrainer(config, train_fn, verbose=False)
+    return trainer, args
+
+
+def _features(batch=2, length=8, predictions=3, vocabulary=30, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "token_ids": rng.integers(5, vocabulary, (batch, length)).astype("int32"),
+        "segment_ids": np.zeros((batch, length), "int32"),
+        "padding_mask": np.ones((batch, length), bool),
+        "mask_positions": rng.integers(1, length, (batch, predictions)).astype("int32"),
+    }
+
+
+def test_mlm_head_is_tied_to_token_embedding_with_per_token_bias():
+    keras.utils.set_random_seed(1)
+    backbone = build_encoder("tiny", 30, dropout=0.0)
+    model = build_pretraining_model(backbone)
+    head = model.get_layer("mlm_head")
+    # Give the biases non-trivial values so the check covers them.
+    head._bias.assign(np.linspace(-1, 1, 30).astype("float32"))
+    features = _features()
+    outputs = model(features)
+
+    sequence = backbone(
+        {k: features[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+    )["sequence_output"].numpy()
+    gathered = np.take_along_axis(sequence, features["mask_positions"][..., None], 1)
+    w = head_weights(model)
+    h = gathered @ w["mlm_dense_kernel"] + w["mlm_dense_bias"]
+    h = keras.activations.gelu(h, approximate=False).numpy()
+    mean, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
+    h = (h - mean) / np.sqrt(var + 1e-12) * w["mlm_layer_norm_gamma"] + w["mlm_layer_norm_beta"]
+    embeddings = backbone.token_embedding.embeddings.numpy()
+    expected = h @ embeddings.T + w["mlm_output_bias"]
+    np.testing.assert_allclose(outputs["mlm"].numpy(), expected, atol=1e-4)
+    assert outputs["mlm"].shape == (2, 3, 30) and outputs["nsp"].shape == (2, 2)
+    # No separate output matrix: the head owns only dense/LayerNorm/bias.
+    own = [v for v in head.trainable_weights if v is not backbone.token_embedding.embeddings]
+    assert sorted(tuple(v.shape) for v in own) == [(30,), (128,), (128,), (128,), (128, 128)]
+    assert head.token_embedding is backbone.token_embedding
+
+
+def test_losses_and_accuracy_count_masked_positions_only():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 4, 7)).astype("float32")
+    nsp_logits = rng.normal(size=(2, 2)).astype("float32")
+    labels = rng.integers(0, 7, (2, 4))
+    weights = np.array([[1, 1, 0, 0], [1, 0, 0, 0]], "float32")
+    nsp = np.array([0, 1])
+    sums = pretraining_sums(
+        {"mlm": labels, "nsp": nsp}, {"mlm": logits, "nsp": nsp_logits},
+        {"mlm": weights, "nsp": np.ones(2, "float32")},
+    )
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    xent = -np.take_along_axis(log_p, labels[..., None], -1)[..., 0]
+    real = weights > 0
+    np.testing.assert_allclose(float(sums["mlm_loss"]), xent[real].sum(), rtol=1e-5)
+    assert float(sums["mlm_count"]) == 3.0
+    assert float(sums["mlm_correct"]) == (logits.argmax(-1) == labels)[real].sum()
+    nsp_log_p = nsp_logits - np.log(np.exp(nsp_logits).sum(-1, keepdims=True))
+    nsp_xent = -nsp_log_p[[0, 1], nsp].mean()
+    np.testing.assert_allclose(
+        float(pretraining_loss(sums)), xent[real].mean() + nsp_xent, rtol=1e-5
+    )
+    # Labels and logits at padding predictions do not matter.
+    labels2, logits2 = labels.copy(), logits.copy()
+    labels2[~real] = 0
+    logits2[~real] = 99.0
+    sums2 = pretraining_sums(
+        {"mlm": labels2, "nsp": nsp}, {"mlm": logits2, "nsp": nsp_logits},
+        {"mlm": weights, "nsp": np.ones(2, "float32")},
+    )
+    assert float(sums2["mlm_loss"]) == pytest.approx(float(sums["mlm_loss"]))
+
+
+def test_pretraining_learns_the_corpus(tmp_path):
+    trainer, args = make_trainer(
+        tmp_path, "--num_train_steps", 40, "--num_warmup_steps", 4,
+        "--learning_rate", 5e-3, "--train_batch_size", 16, "--holdout_fraction", 0.2,
+    )
+    history = trainer.train()
+    assert history["steps"] == 40
+    first, last = np.mean(history["losses"][:5]), np.mean(history["losses"][-5:])
+    assert last < first - 1.0, (first, last)
+    eval_fn = pretrain.pipeline_dataset_fn(
+        args, args.input_files, 0.2, "heldout", args.seed + 1, num_epochs=1
+    )
+    result = trainer.evaluate(eval_fn, steps=10)
+    # Baseline: always predict the most frequent masked token.
+    counts = np.zeros(len(SPECIALS) + 1 + len(WORDS))
+    for _, labels, weights in eval_fn(16, 1, 0).take(10):
+        np.add.at(counts, labels["mlm"].numpy()[weights["mlm"].numpy() > 0], 1)
+    assert result["predictions"] == counts.sum() > 50
+    baseline = counts.max() / counts.sum()
+    assert result["mlm_accuracy"] > max(0.6, 2 * baseline), (result, baseline)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """4 float32 steps, no accumulation: losses and final weights."""
+    trainer, _ = make_trainer(tmp_path_factory.mktemp("reference"))
+    losses = trainer.train()["losses"]
+    return losses, [v.numpy() for v in trainer.model.weights]
+
+
+def test_gradient_accumulation_equals_the_full_batch(tmp_path, reference_run):
+    losses, weights = reference_run
+    accumulated, _ = make_trainer(tmp_path, "--gradient_accumulation_steps", 2)
+    assert accumulated.config.micro_batch_size == 4
+    b = accumulated.train()["losses"]
+    assert len(losses) == len(b) == 4
+    np.testing.assert_allclose(losses, b, rtol=2e-5)
+    assert losses[0] != losses[-1]  # the model did change
+    for x, y in zip(weights, accumulated.model.weights):
+        np.testing.assert_allclose(x, y.numpy(), atol=2e-5)
+
+
+def test_mixed_float16_uses_loss_scaling_and_float32_weights(tmp_path, reference_run):
+    mixed, _ = make_trainer(tmp_path, "--mixed_precision", "float16")
+    assert isinstance(mixed.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert mixed.model.get_layer("mlm_head").compute_dtype == "float16"
+    assert all(v.dtype == "float32" for v in mixed.model.trainable_weights)
+    assert keras.config.dtype_policy().name == "float32"  # restored
+    b = mixed.train()["losses"]
+    assert np.all(np.isfinite(b))
+    np.testing.assert_allclose(reference_run[0], b, atol=2e-2)
+
+
+def test_lamb_and_bfloat16_train(tmp_path):
+    trainer, _ = make_trainer(
+        tmp_path, "--optimizer", "lamb", "--mixed_precision", "bfloat16",
+        "--num_train_steps", 6, "--learning_rate", 5e-3,
+    )
+    assert type(trainer.optimizer).__name__ == "Lamb"
+    losses = trainer.train()["losses"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_pretrain_command_exports_a_loadable_preset(tmp_path):
+    corpus, vocab = write_corpus(tmp_path)
+    out = tmp_path / "out"
+    code = pretrain.main(
+        pretrain.build_parser().parse_args(
+            pretrain_argv(corpus, vocab, out, "--holdout_fraction", 0.2,
+                          "--num_train_steps", 3, "--save_checkpoints_steps", 2)
+        )
+    )
+    assert code == 0
+    summary = json.loads((out / "pretraining_summary.json").read_text())
+    assert summary["steps"] == 3 and 0.0 <= summary["eval"]["mlm_accuracy"] <= 1.0
+    assert (out / "summaries").is_dir() and any((out / "summaries").iterdir())
+    pretrained = out / "pretrained"
+
+    from kerasbert.modeling.checkpoints import load_checkpoint
+    from kerasbert.modeling.checkpoints import assign_mlm_head
+    from kerasbert.modeling.checkpoints import assign_nsp_head
+
+    ckpt = load_checkpoint(pretrained)
+    assert ckpt.format == "keras_hub" and ckpt.lowercase is True
+    assert open(ckpt.vocabulary_path).read().split() == open(vocab).read().split()
+    heads = load_head_weights(pretrained / "pretraining_heads.weights.h5")
+    assert set(heads) == {
+        "mlm_dense_kernel", "mlm_dense_bias", "mlm_layer_norm_gamma",
+        "mlm_layer_norm_beta", "mlm_output_bias", "nsp_kernel", "nsp_bias",
+    }
+    # The reloaded encoder + heads reproduce the trained model.
+    trainer_args = pretrain.build_parser().parse_args(pretrain_argv(corpus, vocab, out))
+    trained = pretrain.Pretrainer(
+        pretrain.config_from_args(trainer_args, ckpt.backbone.vocabulary_size),
+        None, verbose=False,
+    )
+    tf.train.Checkpoint(model=trained.model).restore(
+        tf.train.latest_checkpoint(str(out / "checkpoints"))
+    ).expect_partial()
+    reloaded = build_pretraining_model(ckpt.backbone)
+    assign_mlm_head(reloaded.get_layer("mlm_head"), heads)
+    assign_nsp_head(reloaded.get_layer("nsp_head"), heads)
+    features = _features(vocabulary=ckpt.backbone.vocabulary_size)
+    for key in ("mlm", "nsp"):
+        np.testing.assert_allclose(
+            reloaded(features)[key].numpy(), trained.model(features)[key].numpy(),
+            atol=1e-5,
+        )
+
+
+def test_help_documents_every_flag_and_bad_flags_are_one_line_errors(tmp_path, capsys):
+    parser = pretrain.build_parser()
+    undocumented = [a.dest for a in parser._actions if not a.help]
+    assert undocumented == []
+    text = parser.format_help()
+    for flag in ("--strategy", "--gradient_accumulation_steps", "--mixed_precision",
+                 "--whole_word_masking", "--jit_compile", "--tpu", "--max_minutes"):
+        assert flag in text
+    from kerasbert import train
+
+    corpus, vocab = write_corpus(tmp_path)
+    argv = ["pretrain", *pretrain_argv(corpus, tmp_path / "missing.txt", tmp_path / "o")]
+    assert cli.run(train.main, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --vocab_file") and "\n" not in err
+    argv = ["pretrain", *pretrain_argv(corpus, vocab, tmp_path / "o", "--train_batch_size", 6,
+                                       "--gradient_accumulation_steps", 4)]
+    assert cli.run(train.main, argv) == 2
+    assert "--train_batch_size" in capsys.readouterr().err
