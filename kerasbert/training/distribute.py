@@ -41,7 +41,7 @@ def get_strategy(name="default", tpu=None):
 
     Args:
         name: "default" (no distribution; whatever device TF picks),
-            "mirrored" (all local GPUs, or CPU), "multi_worker" (one process
+            "mirrored" (all local GPUs, else all logical CPU devices), "multi_worker" (one process
             per worker, cluster from the `TF_CONFIG` environment variable),
             "tpu" (a TPU given by `tpu`), "one_device" (first GPU, else CPU).
         tpu: TPU name or grpc address for "tpu" ("" or "local" for a TPU VM).
@@ -63,7 +63,10 @@ def get_strategy(name="default", tpu=None):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # All local GPUs; without GPUs, all logical CPU devices (one unless
+        # configured with `tf.config.set_logical_device_configuration`).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     if name == "one_device":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
