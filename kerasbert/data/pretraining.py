@@ -242,7 +242,9 @@ def _document_instances(documents, doc_index, max_seq_length, short_seq_prob, rn
     * when the chunk can go either way, the choice is a fair coin only while
       the labels so far are balanced, otherwise the under-represented label
       (`balance` = #random - #next so far, shared across documents);
-    * the short target length is drawn per instance, not per document.
+    * the short target length is drawn per instance, not per document, and
+      pairs are truncated to it (Google truncates to the maximum, so its
+      "short" pairs of long sentences were not short).
     """
     document = documents[doc_index]
     max_num_tokens = max_seq_length - 3
@@ -282,7 +284,7 @@ def _document_instances(documents, doc_index, max_seq_length, short_seq_prob, rn
             tokens_b = [t for s in chunk[a_end:] for t in s]
             b_doc = doc_index
         balance[0] += 1 if label == RANDOM_NEXT else -1
-        _truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)
+        _truncate_pair(tokens_a, tokens_b, target, rng)
         yield tokens_a, tokens_b, label, b_doc
         chunk, length = [], 0
         target = draw_target()
@@ -711,6 +713,7 @@ def pretraining_dataset(
     nsp_labels = tf.constant(instances.nsp_labels)
     seed = int(seed)
 
+    @tf.autograph.experimental.do_not_convert
     def make_batch(index):
         epoch, k = index // n, index % n
         rows = _keyed_permutation(k, seed, epoch, n - 1)
@@ -728,7 +731,11 @@ def pretraining_dataset(
         nsp = tf.gather(nsp_labels, rows)
         labels = {"mlm": masked["mlm_labels"], "nsp": nsp}
         weights = {"mlm": masked["mlm_weights"], "nsp": tf.ones_like(nsp, tf.float32)}
-        return features, labels, weights
+        batch = (features, labels, weights)
+        rows = batch_size if drop_remainder else None  # static shapes for XLA
+        for tensor in tf.nest.flatten(batch):
+            tensor.set_shape([rows] + tensor.shape.as_list()[1:])
+        return batch
 
     end = n * int(num_epochs) if num_epochs is not None else np.iinfo(np.int64).max
     dataset = tf.data.Dataset.range(int(start_example) + shard_index, end, num_shards)
