@@ -368,8 +368,13 @@ class Pretrainer:
         """
         c = self.config
         iterator = iter(self._worker_dataset(self.dataset_fn, c.micro_batch_size))
+        # Keras does not put its dropout RNG states (SeedGenerator
+        # variables) in a tf.train.Checkpoint of the model; add them so a
+        # resumed run draws the same dropout masks as an uninterrupted one.
+        rng = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
         checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step, data=iterator
+            model=self.model, optimizer=self.optimizer, step=self.step, data=iterator,
+            rng=rng,
         )
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         if latest:
