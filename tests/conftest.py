@@ -33,19 +33,44 @@ def run_finetune(argv):
     return finetune.run(finetune.build_parser().parse_args([str(a) for a in argv]))
 
 
+POSITIVE = ["good", "great", "excellent", "wonderful", "perfect"]
+NEGATIVE = ["bad", "awful", "terrible", "poor", "broken"]
+FILLER = ["the", "room", "food", "was", "really", "quite", "service", "staff", "and", "it", "very"]
+
+
+def write_polarity_task(path, n, seed):
+    """A quickly learnable sentiment TSV: filler words plus one polar word."""
+    import random
+
+    rng = random.Random(seed)
+    lines = ["sentence\tlabel"]
+    for i in range(n):
+        label = "positive" if i % 2 else "negative"
+        words = rng.sample(FILLER, 5)
+        words.insert(rng.randrange(6), rng.choice(POSITIVE if i % 2 else NEGATIVE))
+        lines.append(" ".join(words) + "\t" + label)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def trained_export(tmp_path_factory):
-    """A tiny classifier fine-tuned on the sample data and exported.
+    """A tiny classifier fine-tuned (from scratch, ~80 steps) on a polarity
+    task with the sample vocabulary, and exported.
 
     Returns a dict with `results` (finetune's results), `export` (the
     version folder), `base` (the TF Serving model base path) and
     `model_name`.
     """
     root = tmp_path_factory.mktemp("finetune")
+    train = write_polarity_task(root / "train.tsv", 640, seed=1)
+    dev = write_polarity_task(root / "dev.tsv", 100, seed=2)
     results = run_finetune(
         [
-            "--max_train_examples", 320, "--epochs", 2, "--batch_size", 32,
-            "--sequence_length", 32, "--learning_rate", 2e-3,
+            "--train_file", train, "--dev_file", dev,
+            "--vocab", REPO / "kerasbert" / "data" / "sample" / "vocab.txt",
+            "--epochs", 4, "--batch_size", 32, "--sequence_length", 16,
+            "--learning_rate", 1e-3, "--dropout", 0.0,
             "--output_dir", root / "run", "--export_dir", root / "exports",
             "--model_name", "sentiment", "--quiet",
         ]

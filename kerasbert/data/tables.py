@@ -96,7 +96,8 @@ def read_examples(path, columns=None, fmt="auto", header=True, require_labels=Tr
     if not os.path.isfile(path):
         raise TableError(f"no such file: {path}")
     fmt = _delimiter(path, fmt)
-    with open(path, encoding="utf-8", newline="") as f:
+    # utf-8-sig: GLUE's MRPC files start with a byte-order mark.
+    with open(path, encoding="utf-8-sig", newline="") as f:
         if fmt == "tsv":
             reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         else:

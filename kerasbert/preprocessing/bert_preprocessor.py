@@ -8,7 +8,6 @@ feeds `tf.data` during training and sits inside every exported SavedModel
 import os
 
 import keras
-import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -19,15 +18,11 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # and U+FFFD. RE2 syntax.
 _CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\p{Cf}\x{FFFD}]"
 
-# Truncation strategies for text pairs. Google BERT's `_truncate_seq_pair`
-# ("longest first": drop a token from the longer segment, ties from the
-# second) keeps exactly the same tokens as tf-text's round-robin trimmer for
-# two segments, so it is an alias.
-TRUNCATION_STRATEGIES = {
-    "longest_first": "round_robin",
-    "round_robin": "round_robin",
-    "waterfall": "waterfall",
-}
+# Truncation strategies for text pairs. "longest_first" is Google BERT's
+# `_truncate_seq_pair` (drop a token from the longer text, from the second on
+# ties); tf-text's round-robin trimmer keeps the same tokens for two texts, so
+# "round_robin" is an alias. "waterfall" cuts the last text first.
+TRUNCATION_STRATEGIES = ("longest_first", "round_robin", "waterfall")
 
 
 def load_vocabulary(vocabulary):
@@ -81,8 +76,14 @@ class BertPreprocessor(keras.layers.Layer):
     Why FastBertTokenizer rather than keras-hub's `BertTokenizer`: keras-hub
     splits words with a regex op and then runs `FastWordpieceTokenizer` on
     the pieces; the fused op normalises, splits and looks up in one pass and
-    was ~3x faster on SST-2 here (see `benchmarks/bench_foundation.py`). We
-    still use keras-hub's `MultiSegmentPacker` for packing.
+    was ~3x faster on SST-2 here (see `benchmarks/bench_foundation.py`).
+
+    Why packing is written here rather than with keras-hub's
+    `MultiSegmentPacker`: that layer truncates with tf-text's
+    `RoundRobinTrim` op even for one segment, and the TF-Text build inside
+    the stock `tensorflow/serving` images (2.12) predates that op, so such an
+    export would not load there. Google's longest-first rule has a closed
+    form (below) in TF core ops.
 
     Args:
         vocabulary: path to a `vocab.txt` or a list of tokens.
@@ -148,14 +149,7 @@ class BertPreprocessor(keras.layers.Layer):
             token_out_type=tf.int32,
             lower_case_nfd_strip_accents=False,
         )
-        self._packer = keras_hub.layers.MultiSegmentPacker(
-            sequence_length=self.sequence_length,
-            start_value=self.cls_id,
-            end_value=self.sep_id,
-            pad_value=self.pad_id,
-            truncate=TRUNCATION_STRATEGIES[truncation],
-            dtype="int32",
-        )
+        self.built = True  # no weights; usable (and exportable) before any call
 
     @property
     def vocabulary_size(self):
@@ -196,12 +190,49 @@ class BertPreprocessor(keras.layers.Layer):
             return tf.ragged.map_flat_values(tf.gather, table, ids)
         return tf.gather(table, ids)
 
+    def _truncation_lengths(self, lengths, budget):
+        """Tokens to keep per segment (int64 `[batch]` each)."""
+        if len(lengths) == 1:
+            return [tf.minimum(lengths[0], budget)]
+        la, lb = lengths
+        if self.truncation == "waterfall":
+            ka = tf.minimum(la, budget)
+            return [ka, tf.minimum(lb, budget - ka)]
+        # Closed form of `_truncate_seq_pair`: the shorter text keeps what it
+        # has up to half the budget; the first text gets the odd token.
+        return [
+            tf.minimum(la, tf.maximum(budget - lb, (budget + 1) // 2)),
+            tf.minimum(lb, tf.maximum(budget - la, budget // 2)),
+        ]
+
     def pack(self, segments, sequence_length=None):
-        """Packs one or two ragged id batches into BERT inputs."""
-        segments = tuple(segments) if isinstance(segments, (list, tuple)) else (segments,)
-        token_ids, segment_ids = self._packer(
-            segments, sequence_length=sequence_length or self.sequence_length
-        )
+        """Packs one or two ragged id batches into BERT inputs.
+
+        `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`, truncated to fit
+        `sequence_length`, right-padded with `[PAD]`; segment id 1 for B and
+        its `[SEP]`.
+        """
+        segments = list(segments) if isinstance(segments, (list, tuple)) else [segments]
+        if not 1 <= len(segments) <= 2:
+            raise ValueError(f"expected one or two segments, got {len(segments)}")
+        length = sequence_length or self.sequence_length
+        segments = [tf.cast(s, tf.int32) for s in segments]
+        budget = tf.constant(length - 1 - len(segments), tf.int64)
+        keep = self._truncation_lengths([s.row_lengths() for s in segments], budget)
+        trimmed = [
+            tf.ragged.boolean_mask(s, tf.ragged.range(s.row_lengths()) < k[:, tf.newaxis])
+            for s, k in zip(segments, keep)
+        ]
+        batch = trimmed[0].nrows()
+        cls = tf.fill([batch, 1], self.cls_id)
+        sep = tf.fill([batch, 1], self.sep_id)
+        pieces, segment_ids = [cls], [tf.zeros_like(cls)]
+        for i, seg in enumerate(trimmed):
+            pieces += [seg, sep]
+            segment_ids += [tf.ones_like(seg) * i, tf.ones_like(sep) * i]
+        shape = [None, length]
+        token_ids = tf.concat(pieces, axis=1).to_tensor(self.pad_id, shape=shape)
+        segment_ids = tf.concat(segment_ids, axis=1).to_tensor(0, shape=shape)
         return {
             "token_ids": token_ids,
             "segment_ids": segment_ids,

@@ -160,6 +160,15 @@ def _read(args, path):
         raise cli.UsageError(str(e)) from e
 
 
+def _look_like_scores(names):
+    """True when the distinct labels are numbers and some are not integers."""
+    try:
+        values = [float(n) for n in names]
+    except ValueError:
+        return False
+    return any(v != int(v) for v in values)
+
+
 def _targets(args, train, dev):
     """Class names and encoded labels; raises UsageError on mismatches."""
     from kerasbert.data import tables
@@ -168,10 +177,10 @@ def _targets(args, train, dev):
         if args.task == "classification":
             given = args.labels.split(",") if args.labels else None
             names = tables.class_names_from_labels(train.labels, given)
-            if len(names) > 0.5 * len(train) and len(names) > 20:
+            if not given and _look_like_scores(names):
                 raise cli.UsageError(
-                    f"{len(names)} distinct labels in {len(train)} rows: the labels look "
-                    "like scores; use --task regression (or check --label_column)"
+                    f"labels such as {names[1]!r} look like real-valued scores; use "
+                    "--task regression (or pass --labels to treat them as classes)"
                 )
             if len(names) < 2:
                 raise cli.UsageError(
@@ -390,6 +399,8 @@ def run(args):
         )
     with open(os.path.join(args.output_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
+    # In-memory objects for callers in Python (not part of results.json).
+    results.update(_model=model, _preprocessor=preprocessor, _task=task)
     return results
 
 

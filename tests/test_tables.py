@@ -1,0 +1,73 @@
+"""Reading TSV/CSV files: GLUE's files as they are, your own CSVs, clear errors."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import shared_path
+from kerasbert.data import tables
+from kerasbert.preprocessing import BertPreprocessor
+
+C = tables.Columns
+
+
+@pytest.mark.parametrize(
+    "folder, columns, header, rows, first_label",
+    [
+        ("glue_sst2", C("sentence", None, "label"), True, 872, "1"),
+        ("glue_mrpc", C("#1 String", "#2 String", "Quality"), True, 408, "1"),
+        ("glue_rte", C("sentence1", "sentence2", "label"), True, 277, "not_entailment"),
+        ("glue_stsb", C("sentence1", "sentence2", "score"), True, 1500, "5.000"),
+        ("glue_cola", C(3, None, 1), False, 1043, "1"),
+    ],
+)
+def test_glue_dev_files_read_as_they_are(folder, columns, header, rows, first_label):
+    ex = tables.read_examples(str(shared_path("data", folder, "dev.tsv")), columns, header=header)
+    assert len(ex) == rows and ex.labels[0] == first_label
+    assert (ex.text_pairs is not None) == (columns.text_pair is not None)
+    # Quotes inside GLUE sentences are kept verbatim (QUOTE_NONE).
+    assert all(t for t in ex.texts)
+
+
+def test_csv_with_quotes_and_index_columns(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text('id,text,label\n1,"Hello, ""world""",pos\n2,plain,neg\n', encoding="utf-8")
+    ex = tables.read_examples(str(path), C("text", None, "label"))
+    assert ex.texts == ['Hello, "world"', "plain"] and ex.labels == ["pos", "neg"]
+    ex = tables.read_examples(str(path), C(1, None, 2), header=True)
+    assert ex.texts[1] == "plain"
+
+
+def test_labels_classes_and_regression():
+    assert tables.class_names_from_labels(["1", "0", "10", "2"]) == ["0", "1", "2", "10"]
+    assert tables.class_names_from_labels(["pos", "neg"]) == ["neg", "pos"]
+    assert tables.class_names_from_labels(["pos", "neg"], ["pos", "neg"]) == ["pos", "neg"]
+    np.testing.assert_array_equal(tables.encode_labels(["b", "a"], "classification", ["a", "b"]), [1, 0])
+    np.testing.assert_allclose(tables.encode_labels(["0.5", "4"], "regression"), [0.5, 4.0])
+    with pytest.raises(tables.TableError, match="--labels"):
+        tables.encode_labels(["c"], "classification", ["a", "b"])
+    with pytest.raises(tables.TableError, match="numbers"):
+        tables.encode_labels(["good"], "regression")
+
+
+def test_errors_name_the_flag(tmp_path):
+    path = tmp_path / "t.tsv"
+    path.write_text("sentence\tlabel\nfine\t1\nshort\n", encoding="utf-8")
+    with pytest.raises(tables.TableError, match="--text_column"):
+        tables.read_examples(str(path), C("text", None, "label"))
+    with pytest.raises(tables.TableError, match=r"t.tsv:3: row has 1 columns"):
+        tables.read_examples(str(path), C("sentence", None, "label"))
+    with pytest.raises(tables.TableError, match="no such file"):
+        tables.read_examples(str(tmp_path / "missing.tsv"))
+    with pytest.raises(tables.TableError, match="--no_header"):
+        tables.read_examples(str(path), C("sentence", None, "label"), header=False)
+
+
+def test_dataset_tokenizes_in_the_pipeline(tmp_path):
+    pre = BertPreprocessor(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"], sequence_length=6)
+    ex = tables.Examples(["a b", "b"], ["a", "a a"], ["x", "y"])
+    ds = tables.make_dataset(ex, pre, np.array([0, 1], np.int32), batch_size=2)
+    features, y = next(iter(ds))
+    np.testing.assert_array_equal(features["token_ids"], [[2, 5, 6, 3, 5, 3], [2, 6, 3, 5, 5, 3]])
+    np.testing.assert_array_equal(features["segment_ids"][1], [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(y, [0, 1])
