@@ -96,7 +96,8 @@ def build_parser(prog="python -m kerasbert.train finetune"):
                    help="AdamW weight decay, not applied to LayerNorm/bias (default: 0.01)")
     t.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     t.add_argument("--strategy", default="default",
-                   help="tf.distribute strategy: default, mirrored, multi_worker, tpu, one_device")
+                   choices=["default", "mirrored", "multi_worker", "tpu", "one_device"],
+                   help="tf.distribute strategy; multi_worker reads TF_CONFIG (default: default)")
     t.add_argument("--tpu", default=None, help="TPU address for --strategy tpu")
     t.add_argument("--jit_compile", default="auto", choices=["auto", "true", "false"],
                    help="XLA-compile the train step (default: auto = Keras decides)")
@@ -238,10 +239,6 @@ class DevEvaluation:
 
 
 def _strategy(args):
-    import tensorflow as tf
-
-    if args.strategy == "default":
-        return tf.distribute.get_strategy()
     from kerasbert.training.distribute import get_strategy
 
     try:
@@ -265,6 +262,10 @@ def run(args):
     from kerasbert.tasks import TaskSpec, build_classifier
     from kerasbert.training.optimization import create_optimizer
 
+    from kerasbert.training.distribute import cleanup_write_dir, is_chief, write_dir
+
+    # Multi-worker and TPU strategies must be created before any other op runs.
+    strategy = _strategy(args)
     if using_sample:
         print(f"no --train_file: fine-tuning on the sample data in {SAMPLE_DIR}")
     keras.utils.set_random_seed(args.seed)
@@ -300,7 +301,6 @@ def run(args):
     class_names, y_train, y_dev = _targets(args, train, dev)
     task = TaskSpec(args.task, class_names, text_pair=train.text_pairs is not None)
 
-    strategy = _strategy(args)
     batch_size = args.batch_size
     steps_per_epoch = max(1, len(train) // batch_size)
     total_steps = max(1, int(round(steps_per_epoch * args.epochs)))
@@ -346,8 +346,11 @@ def run(args):
         train, preprocessor, y_train, batch_size, shuffle=True, seed=args.seed,
         drop_remainder=len(train) >= batch_size,
     ).repeat()
-    os.makedirs(args.output_dir, exist_ok=True)
-    log_dir = os.path.join(args.output_dir, "logs")
+    # Only the chief keeps what it writes; BackupAndRestore coordinates
+    # multi-worker backups itself.
+    output_dir = write_dir(args.output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    log_dir = os.path.join(output_dir, "logs")
     callbacks = [
         keras.callbacks.BackupAndRestore(os.path.join(args.output_dir, "backup")),
         keras.callbacks.TensorBoard(log_dir, update_freq=max(1, steps_per_epoch // 10)),
@@ -374,7 +377,7 @@ def run(args):
         shuffle=False,  # tf.data already shuffles
         verbose=0 if args.quiet else 1,
     )
-    weights_path = os.path.join(args.output_dir, "model.weights.h5")
+    weights_path = os.path.join(output_dir, "model.weights.h5")
     model.save_weights(weights_path)
 
     results = {
@@ -388,7 +391,7 @@ def run(args):
     }
     if dev_eval is not None:
         results["dev_metrics"] = dev_eval.history[-1] if dev_eval.history else dev_eval.score(model)
-    if not args.no_export:
+    if not args.no_export and is_chief():
         meta = {
             "dev_metrics": results.get("dev_metrics"),
             "train_file": os.path.basename(args.train_file),
@@ -397,8 +400,9 @@ def run(args):
         results["export"] = export_classifier(
             preprocessor, model, task, args.export_dir, args.model_name, metadata=meta
         )
-    with open(os.path.join(args.output_dir, "results.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(output_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
+    cleanup_write_dir(args.output_dir, output_dir)
     # In-memory objects for callers in Python (not part of results.json).
     results.update(_model=model, _preprocessor=preprocessor, _task=task)
     return results

@@ -1,0 +1,51 @@
+# Quick start:  make run   (fine-tune on the shipped sample, export)   |   make test   (the test suite)
+# Both create ./.venv with Python 3.11 and install what they need on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test serve ui bench clean browser
+
+$(VENV)/.runtime: requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing runtime requirements into $(VENV) (first run takes a few minutes)"
+	@$(PIP) install -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PIP) install --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import tensorflow, tensorflow_text, keras_hub, tensorflow_serving, streamlit" 2>/dev/null || \
+		{ echo "error: the runtime requirements did not install (see pip's output above)"; exit 1; }
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	@echo "installing test/benchmark peers (torch CPU, transformers, sentence-transformers) into $(VENV)"
+	@$(PIP) install -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import transformers, torch" 2>/dev/null || \
+		{ echo "error: the test requirements did not install (see pip's output above)"; exit 1; }
+	@touch $@
+
+# Headless Chromium for the one real-browser test (Debian package; best effort,
+# the test is skipped with a reason when it is missing).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; } || true
+	@command -v chromium >/dev/null 2>&1 || echo "note: chromium is not installed; the browser test will be skipped"
+
+run: $(VENV)/.runtime
+	$(PY) -m kerasbert.train $(ARGS)
+
+test: $(VENV)/.dev browser
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+serve: $(VENV)/.runtime
+	$(PY) -m kerasbert.serve --port 8500 --model_name kerasbert --model_base_path exports/kerasbert
+
+ui: $(VENV)/.runtime
+	$(VENV)/bin/streamlit run ui/app.py
+
+bench: $(VENV)/.dev
+	$(PY) benchmarks/bench_foundation.py
+
+clean:
+	rm -rf runs exports .pytest_cache
