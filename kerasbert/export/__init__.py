@@ -6,3 +6,6 @@ from kerasbert.export.layout import write_versioned
 from kerasbert.export.saved_model import classifier_serving_fn
 from kerasbert.export.saved_model import export_classifier
 from kerasbert.export.saved_model import save_serving_archive
+from kerasbert.export.embedding import embedding_serving_fns
+from kerasbert.export.embedding import export_checkpoint_embedder
+from kerasbert.export.embedding import export_embedder

@@ -1,0 +1,223 @@
+"""Sentence-embedding SavedModels: raw text in, vectors out.
+
+Same TF Serving layout, atomic write and loading rules as the classifier
+exports (`kerasbert.export.saved_model`): the graph holds the tf-text
+preprocessing and the Keras encoder + pooling, no `py_function`, so stock
+TF Serving (with the tf-text ops) and a process importing only `tensorflow`
+and `tensorflow_text` can run it.
+
+Signatures:
+
+- `serving_default`: `text` tf.string `[batch]` -> `embeddings` float32
+  `[batch, dim]`.
+- `tokens`: `text` tf.string `[batch]` -> `token_embeddings` float32
+  `[batch, length, hidden]` (the per-token vectors that were pooled),
+  `tokens` tf.string `[batch, length]` (WordPiece strings, `[CLS]` and
+  `[SEP]` included, "" at padding) and `mask` int32 `[batch, length]`
+  (1 at real tokens).
+
+Batches are cut to their longest sentence before the encoder runs (a batch
+of short sentences does not pay for `sequence_length` positions); padding is
+masked either way, so the vectors do not depend on it. With
+`jit_compile=True` the encoder + pooling run as one XLA computation (string
+ops stay outside it) and the cut length is rounded up to a multiple of
+`JIT_LENGTH_MULTIPLE` to bound the number of compiled shapes. Stock
+`tensorflow_model_server` only runs such graphs when started with
+`--xla_cpu_compilation_enabled=true`; exports without `jit_compile` need
+no flag.
+"""
+
+import os
+
+import tensorflow as tf
+
+from kerasbert.export.layout import write_versioned
+from kerasbert.export.saved_model import save_serving_archive
+from kerasbert.tasks.embedding import build_embedding_model
+from kerasbert.tasks.embedding import resolve_layer
+
+JIT_LENGTH_MULTIPLE = 16
+
+
+def _cut_to_longest(features, multiple=1):
+    """Drops the padding columns that no sentence in the batch uses."""
+    mask = features["padding_mask"]
+    length = tf.reduce_max(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1))
+    length = tf.maximum(length, 1)  # empty batch: reduce_max is INT_MIN
+    if multiple > 1:
+        length = tf.minimum((length + multiple - 1) // multiple * multiple, tf.shape(mask)[1])
+    return {name: value[:, :length] for name, value in features.items()}
+
+
+def embedding_serving_fns(preprocessor, model, jit_compile=False):
+    """The `serving_default` and `tokens` functions of an embedding export.
+
+    Args:
+        preprocessor: a `kerasbert.preprocessing.BertPreprocessor`.
+        model: a model from `kerasbert.tasks.build_embedding_model`.
+        jit_compile: run the encoder + pooling of `serving_default` with XLA.
+
+    Returns:
+        `{signature_name: (fn, input_signature)}` for
+        `kerasbert.export.save_serving_archive`.
+
+    Example:
+
+    >>> endpoints = embedding_serving_fns(pre, model)  # doctest: +SKIP
+    >>> fn, _ = endpoints["serving_default"]  # doctest: +SKIP
+    >>> fn(tf.constant(["a sentence"]))["embeddings"].shape  # doctest: +SKIP
+    TensorShape([1, 384])
+    """
+
+    def embeddings(features):
+        return model(features, training=False)["embeddings"]
+
+    encode = tf.function(embeddings, jit_compile=True) if jit_compile else embeddings
+    multiple = JIT_LENGTH_MULTIPLE if jit_compile else 1
+    text_spec = [tf.TensorSpec([None], tf.string, name="text")]
+
+    def serve(text):
+        features = _cut_to_longest(preprocessor(text), multiple)
+        return {"embeddings": tf.cast(encode(features), tf.float32)}
+
+    def tokens(text):
+        features = _cut_to_longest(preprocessor(text))
+        mask = features["padding_mask"]
+        strings = preprocessor.id_to_token(features["token_ids"])
+        return {
+            "token_embeddings": tf.cast(
+                model(features, training=False)["token_embeddings"], tf.float32
+            ),
+            "tokens": tf.where(mask, strings, tf.constant("", tf.string)),
+            "mask": tf.cast(mask, tf.int32),
+        }
+
+    return {"serving_default": (serve, text_spec), "tokens": (tokens, text_spec)}
+
+
+def export_embedder(
+    backbone,
+    preprocessor,
+    export_dir,
+    model_name,
+    pooling="mean",
+    layer=-1,
+    l2_normalize=False,
+    jit_compile=False,
+    version=None,
+    metadata=None,
+):
+    """Exports a sentence-embedding SavedModel as `<export_dir>/<model_name>/<version>/`.
+
+    Args:
+        backbone: a `keras_hub.models.BertBackbone` (e.g.
+            `load_checkpoint(path).backbone`).
+        preprocessor: a `BertPreprocessor` with the backbone's vocabulary;
+            its `sequence_length` is the maximum length (longer text is
+            truncated).
+        export_dir, model_name, version: as `kerasbert.export.write_versioned`.
+        pooling, layer, l2_normalize: as
+            `kerasbert.tasks.build_embedding_model`.
+        jit_compile: compile encoder + pooling with XLA (faster on CPU; stock
+            TF Serving then needs `--xla_cpu_compilation_enabled=true`).
+        metadata: extra entries for `assets.extra/kerasbert.json`.
+
+    Returns:
+        The version folder written.
+
+    Raises:
+        ValueError: bad pooling/layer, or a `sequence_length` longer than the
+            backbone's position table.
+
+    Example:
+
+    >>> ckpt = load_checkpoint("all-MiniLM-L6-v2")  # doctest: +SKIP
+    >>> pre = BertPreprocessor(ckpt.vocabulary_path, ckpt.lowercase, 128)  # doctest: +SKIP
+    >>> export_embedder(ckpt.backbone, pre, "exports", "minilm", "mean",
+    ...                 l2_normalize=True)  # doctest: +SKIP
+    'exports/minilm/1'
+    """
+    max_length = getattr(backbone, "max_sequence_length", None)
+    if max_length is not None and preprocessor.sequence_length > max_length:
+        raise ValueError(
+            f"sequence_length {preprocessor.sequence_length} is longer than the "
+            f"encoder's position table ({max_length})"
+        )
+    if preprocessor.vocabulary_size != backbone.vocabulary_size:
+        raise ValueError(
+            f"the vocabulary has {preprocessor.vocabulary_size} tokens but the encoder "
+            f"embeds {backbone.vocabulary_size}"
+        )
+    model = build_embedding_model(backbone, pooling, layer, l2_normalize)
+    endpoints = embedding_serving_fns(preprocessor, model, jit_compile=jit_compile)
+    num_layers = len(backbone.transformer_layers)
+    meta = {
+        "task": "embedding",
+        "pooling": pooling,
+        "layer": int(layer),
+        "layer_index": resolve_layer(layer, num_layers),
+        "num_layers": num_layers,
+        "l2_normalize": bool(l2_normalize),
+        "embedding_dim": int(model.output["embeddings"].shape[-1]),
+        "hidden_dim": int(backbone.hidden_dim),
+        "sequence_length": preprocessor.sequence_length,
+        "lowercase": preprocessor.lowercase,
+        "vocabulary_size": preprocessor.vocabulary_size,
+        "jit_compile": bool(jit_compile),
+        "signatures": {
+            "serving_default": {"inputs": ["text"], "outputs": ["embeddings"]},
+            "tokens": {"inputs": ["text"], "outputs": ["token_embeddings", "tokens", "mask"]},
+        },
+    }
+    meta.update(metadata or {})
+    return write_versioned(
+        export_dir,
+        model_name,
+        lambda tmp: save_serving_archive(tmp, [preprocessor, model], endpoints),
+        version=version,
+        metadata=meta,
+    )
+
+
+def export_checkpoint_embedder(
+    init_checkpoint, export_dir, model_name, sequence_length=128, metadata=None, **options
+):
+    """Loads a checkpoint (any format `load_checkpoint` reads) and exports it.
+
+    Args:
+        init_checkpoint: a Hugging Face / Google TF1 / keras-hub / kerasbert
+            pretrained folder (see `kerasbert.modeling.checkpoints`).
+        export_dir, model_name: where to write.
+        sequence_length: maximum tokens per sentence, `[CLS]`/`[SEP]`
+            included.
+        metadata: extra metadata entries.
+        **options: `pooling`, `layer`, `l2_normalize`, `jit_compile`,
+            `version` (see `export_embedder`).
+
+    Returns:
+        The version folder written.
+
+    Example:
+
+    >>> export_checkpoint_embedder("all-MiniLM-L6-v2", "exports", "minilm",
+    ...                            pooling="mean", l2_normalize=True)  # doctest: +SKIP
+    'exports/minilm/1'
+    """
+    from kerasbert.modeling.checkpoints import load_checkpoint
+    from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
+
+    checkpoint = load_checkpoint(init_checkpoint)
+    preprocessor = BertPreprocessor(
+        checkpoint.vocabulary_path,
+        lowercase=checkpoint.lowercase,
+        sequence_length=sequence_length,
+    )
+    meta = {
+        "checkpoint": os.path.basename(os.path.normpath(os.fspath(init_checkpoint))),
+        "checkpoint_format": checkpoint.format,
+        "hidden_activation": checkpoint.hidden_activation,
+    }
+    meta.update(metadata or {})
+    return export_embedder(
+        checkpoint.backbone, preprocessor, export_dir, model_name, metadata=meta, **options
+    )
