@@ -18,14 +18,22 @@ with Client("localhost:8500", model_name="sst2") as client:
     client.classify("a gripping, funny film")
     # [{'label': 'positive', 'label_id': 1,
     #   'probabilities': {'negative': 0.03, 'positive': 0.97}}]
+
+with Client("localhost:8500", model_name="minilm") as client:   # an embedding export
+    vectors = client.encode(["A man plays guitar.", "A cat sleeps."])   # float32 [2, 384]
+    client.similarity("A man plays guitar.", "Someone plays an instrument.")   # cosine, 0.61
+    client.search("a sleeping pet", ["A man plays guitar.", "A cat sleeps."], k=1)
+    # [{'corpus_id': 1, 'score': 0.55, 'text': 'A cat sleeps.'}]
 ```
 
-Command line: ``python -m kerasbert.client --server localhost:8500 --model sst2 "a fine film"``.
+Command line: ``python -m kerasbert.client --server localhost:8500 --model sst2 "a fine film"``
+(``--encode`` prints embeddings instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import importlib.util
 import json
@@ -51,6 +59,7 @@ __all__ = [
     "default_model",
     "to_tensor_proto",
     "from_tensor_proto",
+    "cosine_similarity",
 ]
 
 DEFAULT_SERVER = "localhost:8500"
@@ -299,6 +308,45 @@ def from_tensor_proto(proto: Any) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------
+# Embedding maths (numpy only)
+# --------------------------------------------------------------------------------------
+
+
+def cosine_similarity(a: Any, b: Any = None) -> np.ndarray:
+    """Cosine similarity between the rows of two embedding matrices.
+
+    A zero vector (e.g. a text of padding only) has similarity 0 to everything, never NaN.
+
+    Args:
+        a: ``[n, dim]`` array (or one ``[dim]`` vector).
+        b: ``[m, dim]`` array (or one vector); default: ``a`` itself.
+
+    Returns:
+        float64 array ``[n, m]``.
+
+    Raises:
+        ValueError: the two sides have different dimensions.
+
+    Example:
+
+    ```python
+    cosine_similarity([[1.0, 0.0], [1.0, 1.0]], [[2.0, 0.0]])
+    # array([[1.        ], [0.70710678]])
+    ```
+    """
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    b = a if b is None else np.atleast_2d(np.asarray(b, dtype=np.float64))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"cannot compare embeddings of shapes {a.shape} and {b.shape}: dimensions differ")
+
+    def unit(m: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(m, axis=1, keepdims=True)
+        return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
+
+    return np.clip(unit(a) @ unit(b).T, -1.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------
 # Client
 # --------------------------------------------------------------------------------------
 
@@ -333,6 +381,27 @@ def _text_list(texts: str | bytes | Iterable[str], what: str) -> list[Any]:
     if not texts:
         raise ValueError(f"{what} is empty: pass at least one string")
     return texts
+
+
+def _texts_or_vectors(values: Any, what: str) -> tuple[list[Any] | None, np.ndarray | None, bool]:
+    """Sorts an argument of similarity()/search() into ``(texts, None, single)`` or
+    ``(None, vectors [n, dim], single)``; ``single`` = one string or one 1-D vector was given."""
+    if isinstance(values, (str, bytes)):
+        return [values], None, True
+    if not isinstance(values, np.ndarray):
+        values = list(values)
+        if not values:
+            raise ValueError(f"{what} is empty: pass at least one string or embedding")
+        if all(isinstance(v, (str, bytes)) for v in values):
+            return values, None, False
+        values = np.asarray(values)
+    if values.size == 0:
+        raise ValueError(f"{what} is empty: pass at least one string or embedding")
+    if values.dtype.kind in "USO":
+        return values.reshape(-1).tolist(), None, False
+    if values.dtype.kind not in "fiub" or values.ndim not in (1, 2):
+        raise ValueError(f"{what} must be text(s) or embeddings of shape [dim] or [n, dim], got {values.shape}")
+    return None, np.atleast_2d(values.astype(np.float32)), values.ndim == 1
 
 
 class Client:
@@ -606,6 +675,159 @@ class Client:
         score = self._require(outputs, "score", "use classify() or predict()")
         return np.asarray(score, dtype=np.float32).reshape(-1)
 
+    def encode(
+        self, texts: str | Iterable[str], batch_size: int | None = None, *, sort_by_length: bool = True
+    ) -> np.ndarray:
+        """Embeds texts with an embedding export (``python -m kerasbert.export --mode embedding``).
+
+        Like bert-as-service's ``BertClient.encode``: long lists are sent in requests of at most
+        ``batch_size`` texts, and each request waits at most the client's ``timeout``.
+
+        Args:
+            texts: one string or a list of strings.
+            batch_size: texts per request (default: the client's ``batch_size``).
+            sort_by_length: send texts of similar length together (the answer keeps your order).
+                Exports pad each request only to its longest text, so this saves work.
+
+        Returns:
+            float32 array ``[len(texts), dim]`` (one row also for a single string).
+
+        Raises:
+            ValueError: no texts.
+            ServerUnavailable, RequestTimeout, ModelNotFound: see :class:`KerasBertClientError`.
+            KerasBertClientError: the signature has no ``embeddings`` output (e.g. a classifier).
+
+        Example:
+
+        ```python
+        vectors = client.encode(["First do it", "then do it right"])   # shape (2, 384)
+        ```
+        """
+        texts = _text_list(texts, "texts")
+        order = np.arange(len(texts))
+        if sort_by_length:
+            order = np.argsort([len(t) for t in texts], kind="stable")
+        outputs = self.predict({"text": [texts[i] for i in order]}, batch_size=batch_size)
+        hint = "export the model with `python -m kerasbert.export --mode embedding`"
+        embeddings = np.asarray(self._require(outputs, "embeddings", hint), dtype=np.float32)
+        result = np.empty_like(embeddings.reshape(len(texts), -1))
+        result[order] = embeddings.reshape(len(texts), -1)
+        return result
+
+    def encode_tokens(
+        self, texts: str | Iterable[str], signature_name: str = "tokens", batch_size: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Per-token vectors from an embedding export's token signature, padding removed.
+
+        Args:
+            texts: one string or a list of strings.
+            signature_name: the signature returning ``token_embeddings``, ``tokens`` and ``mask``.
+            batch_size: texts per request (default: the client's ``batch_size``).
+
+        Returns:
+            One dict per text: ``tokens`` (list of WordPiece strings, with ``[CLS]``/``[SEP]``)
+            and ``embeddings`` (float32 ``[len(tokens), dim]``).
+
+        Example:
+
+        ```python
+        [row] = client.encode_tokens("unaffable")
+        row["tokens"]            # ['[CLS]', 'una', '##ffa', '##ble', '[SEP]']
+        row["embeddings"].shape  # (5, 384)
+        ```
+        """
+        sibling = copy.copy(self)  # shares the channel, calls another signature
+        sibling.signature_name = signature_name
+        outputs = sibling.predict({"text": _text_list(texts, "texts")}, batch_size=batch_size)
+        hint = "call the embedding export's token signature"
+        vectors = np.asarray(sibling._require(outputs, "token_embeddings", hint), dtype=np.float32)
+        tokens = sibling._require(outputs, "tokens", hint)
+        mask = outputs["mask"].astype(bool) if "mask" in outputs else tokens != ""
+        return [
+            {"tokens": [str(t) for t in tokens[i][mask[i]]], "embeddings": vectors[i][mask[i]]}
+            for i in range(len(tokens))
+        ]
+
+    def _embed(self, *items: Any, names: Sequence[str], batch_size: int | None) -> list[tuple[np.ndarray, bool]]:
+        """Each item (texts or embeddings) as ``(matrix, single)``; all texts go in one encode()."""
+        parsed = [_texts_or_vectors(item, name) for item, name in zip(items, names)]
+        texts = [t for item_texts, _, _ in parsed for t in (item_texts or [])]
+        encoded = self.encode(texts, batch_size=batch_size) if texts else None
+        results, start = [], 0
+        for item_texts, vectors, single in parsed:
+            if item_texts is not None:
+                vectors, start = encoded[start : start + len(item_texts)], start + len(item_texts)
+            results.append((vectors, single))
+        return results
+
+    def similarity(self, a: Any, b: Any = None, batch_size: int | None = None) -> float | np.ndarray:
+        """Cosine similarity of texts (embedded by the server) or of embeddings you already have.
+
+        Args:
+            a: a string, a list of strings, or embeddings (``[dim]`` or ``[n, dim]``).
+            b: the same kinds; default ``a`` (the similarity matrix of ``a`` with itself).
+            batch_size: texts per request (default: the client's ``batch_size``).
+
+        Returns:
+            A float when ``a`` and ``b`` are single (a string or one vector), else a float64
+            matrix ``[len(a), len(b)]``.
+
+        Example:
+
+        ```python
+        client.similarity("A man plays guitar.", "Someone plays an instrument.")   # 0.61
+        client.similarity(["cat", "dog", "car"])   # 3x3 matrix, ones on the diagonal
+        ```
+        """
+        items = [a] if b is None else [a, b]
+        embedded = self._embed(*items, names=["a", "b"][: len(items)], batch_size=batch_size)
+        (ma, single_a), (mb, single_b) = embedded[0], embedded[-1]
+        scores = cosine_similarity(ma, mb)
+        return float(scores[0, 0]) if single_a and single_b else scores
+
+    def search(self, query: Any, corpus: Any, k: int = 5, batch_size: int | None = None) -> list[Any]:
+        """Top-k nearest neighbours by cosine similarity, like sentence-transformers' ``semantic_search``.
+
+        Args:
+            query: a string, a list of strings, or query embeddings.
+            corpus: a list of strings (embedded here) or corpus embeddings ``[n, dim]``
+                (embed a large corpus once with :meth:`encode` and pass the array).
+            k: how many hits per query (at most the corpus size).
+            batch_size: texts per request (default: the client's ``batch_size``).
+
+        Returns:
+            For one query, a list of ``{"corpus_id", "score", "text"}`` dicts, best first
+            (``text`` only when the corpus was given as strings; ties keep corpus order);
+            for several queries, one such list per query.
+
+        Raises:
+            ValueError: ``k`` < 1, or an empty query/corpus.
+
+        Example:
+
+        ```python
+        client.search("a feline", ["a dog", "a cat", "a car"], k=2)
+        # [{'corpus_id': 1, 'score': 0.71, 'text': 'a cat'}, {'corpus_id': 0, 'score': 0.45, 'text': 'a dog'}]
+        ```
+        """
+        if int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if not isinstance(corpus, (str, bytes, np.ndarray)):
+            corpus = list(corpus)  # read twice below
+        corpus_texts = _texts_or_vectors(corpus, "corpus")[0]
+        (queries, single), (documents, _) = self._embed(query, corpus, names=["query", "corpus"], batch_size=batch_size)
+        scores = cosine_similarity(queries, documents)
+        k = min(int(k), scores.shape[1])
+        hits = []
+        for row in scores:
+            best = np.argsort(-row, kind="stable")[:k]
+            found = [{"corpus_id": int(i), "score": float(row[i])} for i in best]
+            if corpus_texts is not None:
+                for hit in found:
+                    hit["text"] = corpus_texts[hit["corpus_id"]]
+            hits.append(found)
+        return hits[0] if single else hits
+
     def metadata(self) -> dict[str, Any]:
         """The model's signatures, from ``PredictionService.GetModelMetadata``.
 
@@ -693,7 +915,7 @@ class Client:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m kerasbert.client``: classify/score texts, or show status/metadata, as JSON."""
+    """``python -m kerasbert.client``: classify/score/embed texts, or show status/metadata, as JSON."""
     parser = argparse.ArgumentParser(prog="python -m kerasbert.client", description=main.__doc__)
     parser.add_argument("texts", nargs="*", help="texts to classify (one result per text)")
     parser.add_argument("--server", default=default_server(), help=f"host:port (default ${SERVER_ENV} or {DEFAULT_SERVER})")
@@ -701,6 +923,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--signature", default="serving_default")
     parser.add_argument("--pair", action="append", help="second text of a pair task (repeat once per text)")
     parser.add_argument("--regress", action="store_true", help="print the 'score' output (regression exports)")
+    parser.add_argument("--encode", action="store_true", help="print the texts' embeddings (embedding exports)")
     parser.add_argument("--status", action="store_true", help="print the served versions and their states")
     parser.add_argument("--metadata", action="store_true", help="print the signature's inputs and outputs")
     parser.add_argument("--timeout", type=float, default=10.0)
@@ -713,7 +936,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps({"model": client.model_name, "versions": client.status()}))
             if args.metadata:
                 print(json.dumps(client.metadata(), indent=2))
-            if args.texts and args.regress:
+            if args.texts and args.encode:
+                print(json.dumps(client.encode(args.texts).tolist()))
+            elif args.texts and args.regress:
                 print(json.dumps(client.regress(args.texts, args.pair).tolist()))
             elif args.texts:
                 print(json.dumps(client.classify(args.texts, args.pair), indent=2))
