@@ -1,4 +1,4 @@
-"""kerasbert's Streamlit front end: classify text with a model served over gRPC.
+"""kerasbert's Streamlit front end: classify or embed text with a model served over gRPC.
 
 Talks to stock TensorFlow Serving or ``python -m kerasbert.serve`` through
 :class:`kerasbert.client.Client` (standard TF Serving protocol; TensorFlow is not imported,
@@ -12,7 +12,9 @@ KERASBERT_SERVER=localhost:8500 KERASBERT_MODEL=sst2 streamlit run ui/app.py
 
 The sidebar holds the server address and model name (defaults: ``$KERASBERT_SERVER`` or
 ``localhost:8500``, ``$KERASBERT_MODEL`` or ``kerasbert``) and a status line. Each page
-feature is a tab rendered by one function listed in ``TABS``.
+feature is a tab rendered by one function listed in ``TABS``: "Classify" (classification and
+regression exports) and "Embeddings" (embedding exports: a cosine-similarity heatmap of
+sentences and a nearest-neighbour search among them).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -32,7 +35,7 @@ except ImportError:  # a plain checkout, without `pip install -e .`
     from kerasbert import client as kb
 
 TITLE = "kerasbert"
-SUBTITLE = "BERT text classification, served over gRPC (TF Serving protocol)"
+SUBTITLE = "BERT text classification and sentence embeddings, served over gRPC (TF Serving protocol)"
 
 
 @dataclass
@@ -125,9 +128,6 @@ def show_connection_error(settings: Settings, error: kb.KerasBertClientError) ->
 
 def classify_tab(client: kb.Client, settings: Settings, info: ModelInfo) -> None:
     """Text (and text pair, when the signature takes one) -> label, probability and chart, or score."""
-    if info.error is not None:
-        show_connection_error(settings, info.error)
-        return
     outputs = info.outputs
     if "embeddings" in outputs and "probabilities" not in outputs:
         st.info("This model returns embeddings, not classes: use an export of a classification or regression task.")
@@ -166,8 +166,95 @@ def show_result(result: float | dict[str, Any]) -> None:
     st.bar_chart(chart, x="class", y="probability", horizontal=True, sort=False, x_label="", y_label="probability")
 
 
-# Tab title -> page function. An "Embeddings" tab will join here.
-TABS = {"Classify": classify_tab}
+EXPORT_HINT = (
+    "python -m kerasbert.export --init_checkpoint <checkpoint folder> --mode embedding "
+    "--pooling mean --l2_normalize --export_dir exports --model_name <name>"
+)
+
+
+def sentence_lines(text: str) -> list[str]:
+    """The non-blank lines of ``text``, stripped."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def embeddings_tab(client: kb.Client, settings: Settings, info: ModelInfo) -> None:
+    """Sentences (one per line) -> cosine-similarity heatmap; a query -> its top-k nearest sentences."""
+    if "embeddings" not in info.outputs:
+        outputs = ", ".join(f"`{name}`" for name in sorted(info.outputs)) or "none"
+        st.info(
+            f"Model '{settings.model}' (signature '{settings.signature}') returns no `embeddings` "
+            f"(its outputs: {outputs}), so it cannot embed sentences. Serve an embedding export:"
+        )
+        st.code(EXPORT_HINT, language="sh")
+        return
+    dim = (info.outputs["embeddings"].get("shape") or [None])[-1]
+    st.caption(f"Each sentence becomes a {dim or '?'}-dimensional vector; similarity is the cosine.")
+    text = st.text_area(
+        "Sentences (one per line)", key="emb_sentences", height=160,
+        placeholder="A man is playing a guitar.\nSomeone plays an instrument.\nA cat sleeps on the sofa.",
+    )
+    sentences = sentence_lines(text)
+    request = (settings.server, settings.model, settings.signature, tuple(sentences))
+    if st.button("Compare", type="primary", key="emb_run"):
+        if not sentences:
+            st.warning("Type at least one sentence (one per line) first.")
+        else:
+            call(lambda: st.session_state.update(emb_matrix=(request, client.similarity(sentences))))
+    stored = st.session_state.get("emb_matrix")
+    if stored is not None and stored[0] == request:  # still the shown sentences
+        show_similarity(sentences, stored[1])
+
+    st.subheader("Nearest neighbours")
+    left, right = st.columns([4, 1])
+    query = left.text_input("Query", key="emb_query", placeholder="Search the sentences above").strip()
+    k = int(right.number_input("Top k", min_value=1, max_value=100, value=3, step=1, key="emb_k"))
+    search_request = (request, query, k)
+    if st.button("Search", key="emb_search"):
+        if not query or not sentences:
+            st.warning("Type the sentences above and a query first.")
+        else:
+            call(lambda: st.session_state.update(emb_hits=(search_request, client.search(query, sentences, k=k))))
+    stored = st.session_state.get("emb_hits")
+    if stored is not None and stored[0] == search_request:
+        hits = pd.DataFrame(
+            {
+                "rank": range(1, len(stored[1]) + 1),
+                "sentence": [hit["text"] for hit in stored[1]],
+                "cosine": [round(hit["score"], 4) for hit in stored[1]],
+            }
+        )
+        st.dataframe(hits, hide_index=True, width="stretch")
+
+
+def call(action: Any) -> None:
+    """Runs a server call, showing a failure as an error message instead of a traceback."""
+    try:
+        action()
+    except (kb.KerasBertClientError, ValueError) as err:
+        st.error(str(err))
+
+
+def show_similarity(sentences: list[str], matrix: Any) -> None:
+    """The cosine-similarity matrix as an annotated heatmap (rows and columns in input order)."""
+    labels = [f"{i}. {s if len(s) <= 40 else s[:39] + '…'}" for i, s in enumerate(sentences, 1)]
+    table = pd.DataFrame(
+        [(labels[i], labels[j], float(matrix[i][j])) for i in range(len(labels)) for j in range(len(labels))],
+        columns=["sentence", "other", "cosine"],
+    )
+    base = alt.Chart(table).encode(
+        x=alt.X("other:N", sort=labels, title=None, axis=alt.Axis(labelAngle=-40, labelLimit=220)),
+        y=alt.Y("sentence:N", sort=labels, title=None, axis=alt.Axis(labelLimit=220)),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("cosine:Q", scale=alt.Scale(domain=[-1, 1], scheme="redblue", reverse=True)),
+        tooltip=["sentence", "other", alt.Tooltip("cosine:Q", format=".4f")],
+    )
+    values = base.mark_text(fontSize=12).encode(text=alt.Text("cosine:Q", format=".2f"))
+    st.altair_chart((cells + values).properties(height=max(160, 42 * len(labels))), width="stretch")
+
+
+# Tab title -> page function.
+TABS = {"Classify": classify_tab, "Embeddings": embeddings_tab}
 
 
 def main() -> None:
@@ -187,6 +274,9 @@ def main() -> None:
     ) as client:
         info = inspect_model(client)
         show_status(settings, info)
+        if info.error is not None:  # server down / model missing: say what to fix, once
+            show_connection_error(settings, info.error)
+            return
         for tab, render in zip(st.tabs(list(TABS)), TABS.values()):
             with tab:
                 render(client, settings, info)
