@@ -67,9 +67,9 @@ def build_parser(prog="python -m kerasbert.export"):
                    "bert-as-service's default) (default: -1)")
     e.add_argument("--l2_normalize", action="store_true",
                    help="scale embeddings to unit length (cosine similarity = dot product)")
-    e.add_argument("--sequence_length", type=int, default=128,
+    e.add_argument("--sequence_length", type=int, default=None,
                    help="max tokens per sentence incl. [CLS]/[SEP]; longer text is truncated "
-                   "(default: 128)")
+                   "(default: 128, or the model's max positions if fewer)")
     e.add_argument("--jit_compile", action="store_true",
                    help="XLA-compile encoder + pooling (faster on CPU); stock "
                    "tensorflow_model_server then needs --xla_cpu_compilation_enabled=true")
@@ -95,7 +95,7 @@ def _model_name(args):
 
 def _check_args(args):
     """Validates flags before anything heavy is imported; raises cli.UsageError."""
-    if args.sequence_length < 3:
+    if args.sequence_length is not None and args.sequence_length < 3:
         raise cli.UsageError(f"--sequence_length must be at least 3, got {args.sequence_length}")
     if args.version is not None and args.version < 1:
         raise cli.UsageError(f"--version must be a positive integer, got {args.version}")

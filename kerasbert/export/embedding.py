@@ -37,6 +37,7 @@ from kerasbert.tasks.embedding import build_embedding_model
 from kerasbert.tasks.embedding import resolve_layer
 
 JIT_LENGTH_MULTIPLE = 16
+DEFAULT_SEQUENCE_LENGTH = 128
 
 
 def _cut_to_longest(features, multiple=1):
@@ -143,10 +144,11 @@ def export_embedder(
             f"sequence_length {preprocessor.sequence_length} is longer than the "
             f"encoder's position table ({max_length})"
         )
-    if preprocessor.vocabulary_size != backbone.vocabulary_size:
+    if preprocessor.vocabulary_size > backbone.vocabulary_size:
+        # (Fewer is fine: some checkpoints pad the embedding table.)
         raise ValueError(
             f"the vocabulary has {preprocessor.vocabulary_size} tokens but the encoder "
-            f"embeds {backbone.vocabulary_size}"
+            f"embeds only {backbone.vocabulary_size}"
         )
     model = build_embedding_model(backbone, pooling, layer, l2_normalize)
     endpoints = embedding_serving_fns(preprocessor, model, jit_compile=jit_compile)
@@ -180,7 +182,7 @@ def export_embedder(
 
 
 def export_checkpoint_embedder(
-    init_checkpoint, export_dir, model_name, sequence_length=128, metadata=None, **options
+    init_checkpoint, export_dir, model_name, sequence_length=None, metadata=None, **options
 ):
     """Loads a checkpoint (any format `load_checkpoint` reads) and exports it.
 
@@ -189,7 +191,8 @@ def export_checkpoint_embedder(
             pretrained folder (see `kerasbert.modeling.checkpoints`).
         export_dir, model_name: where to write.
         sequence_length: maximum tokens per sentence, `[CLS]`/`[SEP]`
-            included.
+            included (default: 128, or the encoder's position table if
+            shorter).
         metadata: extra metadata entries.
         **options: `pooling`, `layer`, `l2_normalize`, `jit_compile`,
             `version` (see `export_embedder`).
@@ -207,6 +210,8 @@ def export_checkpoint_embedder(
     from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
 
     checkpoint = load_checkpoint(init_checkpoint)
+    if sequence_length is None:
+        sequence_length = min(DEFAULT_SEQUENCE_LENGTH, checkpoint.backbone.max_sequence_length)
     preprocessor = BertPreprocessor(
         checkpoint.vocabulary_path,
         lowercase=checkpoint.lowercase,
