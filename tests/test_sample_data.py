@@ -37,11 +37,11 @@ def test_files_present_and_small():
     for path in paths:
         assert path.is_file(), path
     data_bytes = sum(p.stat().st_size for p in paths[:3])
-    assert data_bytes < 200_000
+    assert data_bytes < 400_000
 
 
 def test_sizes_and_label_balance(train, dev):
-    assert len(train) == generate.TRAIN_SIZE == 1500
+    assert len(train) == generate.TRAIN_SIZE == 4000
     assert len(dev) == generate.DEV_SIZE == 300
     for rows in (train, dev):
         counts = collections.Counter(label for _, label in rows)
@@ -108,7 +108,7 @@ def test_unk_rate_on_dev_below_half_percent(dev):
 def test_generator_reproduces_committed_files(tmp_path):
     pytest.importorskip("tensorflow_text")
     counts = generate.write_all(tmp_path)
-    assert counts["train"] == 1500 and counts["dev"] == 300
+    assert counts["train"] == 4000 and counts["dev"] == 300
     for name in ("train.tsv", "dev.tsv", "vocab.txt"):
         assert (tmp_path / name).read_bytes() == (sample.SAMPLE_DIR / name).read_bytes(), name
 

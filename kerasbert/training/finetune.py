@@ -12,6 +12,7 @@ With no flags it fine-tunes a `tiny` BERT on the sample dataset shipped in
 import argparse
 import json
 import os
+import sys
 import time
 
 from kerasbert import cli
@@ -89,7 +90,7 @@ def build_parser(prog="python -m kerasbert.train finetune"):
     t.add_argument("--epochs", type=float, default=3,
                    help="training epochs; fractions allowed (default: 3)")
     t.add_argument("--learning_rate", type=float, default=None,
-                   help="peak learning rate (default: 5e-5 with --init_checkpoint, 1e-3 from scratch)")
+                   help="peak learning rate (default: 5e-5 with --init_checkpoint, 5e-4 from scratch)")
     t.add_argument("--warmup_proportion", type=float, default=0.1,
                    help="fraction of steps with linear warmup (default: 0.1)")
     t.add_argument("--weight_decay", type=float, default=0.01,
@@ -124,8 +125,8 @@ def _check_args(args):
         args.dev_file = os.path.join(SAMPLE_DIR, "dev.tsv")
         if args.vocab is None and args.init_checkpoint is None:
             args.vocab = os.path.join(SAMPLE_DIR, "vocab.txt")
-        if args.sequence_length == 128:
-            args.sequence_length = 64
+        if args.sequence_length == 128:  # the sample's sentences are short
+            args.sequence_length = 48
     for flag in ("train_file", "dev_file", "vocab"):
         path = getattr(args, flag)
         if path is not None and not os.path.isfile(path):
@@ -147,7 +148,7 @@ def _check_args(args):
     if args.task == "regression" and args.labels:
         raise cli.UsageError("--labels is for classification; drop it or use --task classification")
     if args.learning_rate is None:
-        args.learning_rate = 5e-5 if args.init_checkpoint else 1e-3
+        args.learning_rate = 5e-5 if args.init_checkpoint else 5e-4
     return using_sample
 
 
@@ -375,7 +376,8 @@ def run(args):
         steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
         shuffle=False,  # tf.data already shuffles
-        verbose=0 if args.quiet else 1,
+        # A live bar on a terminal; one line per epoch in logs and CI.
+        verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
     )
     weights_path = os.path.join(output_dir, "model.weights.h5")
     model.save_weights(weights_path)

@@ -26,7 +26,7 @@ import string
 from pathlib import Path
 
 SEED = 20240611
-TRAIN_SIZE = 1500
+TRAIN_SIZE = 4000
 DEV_SIZE = 300
 VOCAB_SIZE = 1400
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
