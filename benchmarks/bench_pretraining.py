@@ -108,6 +108,7 @@ def finetune_sst2(pretrained, vocab, out, args):
     runs = {
         "pretrained": ["--init_checkpoint", pretrained, "--learning_rate", args.sst2_lr],
         "random_init": ["--vocab", vocab, "--learning_rate", args.sst2_lr],
+        "pretrained_lr1e-3": ["--init_checkpoint", pretrained, "--learning_rate", 1e-3],
         "random_init_lr1e-3": ["--vocab", vocab, "--learning_rate", 1e-3],
     }
     results = {}

@@ -339,7 +339,12 @@ class Pretrainer:
         >>> trainer.evaluate(eval_dataset_fn, steps=20)["mlm_accuracy"]  # doctest: +SKIP
         """
         batch_size = batch_size or self.config.micro_batch_size
-        iterator = iter(self._worker_dataset(dataset_fn, batch_size, repeat=False))
+        dataset = self._worker_dataset(dataset_fn, batch_size, repeat=False)
+        if distribute.worker_count(self.strategy) > 1:
+            # Every worker must run the same number of (collective) steps;
+            # shards differ by at most one example, so at most one batch.
+            steps = min(int(steps), max(0, int(dataset.cardinality()) - 1))
+        iterator = iter(dataset)
         eval_step = self._make_eval_step()
         total = {s: 0.0 for s in SUM_KEYS}
         for _ in range(int(steps)):
@@ -395,7 +400,7 @@ class Pretrainer:
         train_step = self._make_train_step()
         progbar = None
         if self.verbose and sys.stdout.isatty():
-            progbar = keras.utils.Progbar(c.num_train_steps, stateful_metrics=["loss"])
+            progbar = keras.utils.Progbar(c.num_train_steps, stateful_metrics=list(_SHOWN))
         losses = []
         window = {s: 0.0 for s in SUM_KEYS}
         window_start, window_steps = time.perf_counter(), 0
