@@ -238,3 +238,52 @@ def test_command_line_encode(client):
     )
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(json.loads(done.stdout), [letter_counts("abc"), letter_counts("zoo")])
+
+
+# --- a real embedding export ------------------------------------------------------------------------
+
+REAL_TEXTS = [
+    "The food was really good.",
+    "quick",
+    "the staff was awful and rude, the room was broken and the service was terrible",
+    "",
+    "The food was really good.",
+    "good food",
+]
+
+
+@pytest.mark.slow
+def test_real_embedding_export_through_the_client(tmp_path):
+    """A tiny random encoder exported by `export_embedder` (mean pooling, no L2) and served:
+    length-sorted small batches give the vectors of one unsorted batch (padding never leaks),
+    each embedding is the mean of its token vectors from the `tokens` signature ([CLS]/[SEP]
+    included), and a sentence finds its own copy first."""
+    import keras
+
+    from kerasbert.export.embedding import export_embedder
+    from kerasbert.modeling import build_encoder
+    from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
+
+    vocab = Path(__file__).resolve().parents[1] / "kerasbert" / "data" / "sample" / "vocab.txt"
+    preprocessor = BertPreprocessor(str(vocab), lowercase=True, sequence_length=32)
+    keras.utils.set_random_seed(3)
+    encoder = build_encoder(
+        "custom", vocabulary_size=preprocessor.vocabulary_size, num_layers=2, hidden_dim=16, num_heads=2,
+        intermediate_dim=32, dropout=0.0, max_sequence_length=32,
+    )
+    export_embedder(encoder, preprocessor, tmp_path, "tiny", pooling="mean", layer=-1)
+    with running_server(model_base_path=tmp_path / "tiny", model_name="tiny") as srv:
+        with Client(target=srv.address, model_name="tiny", timeout=60) as c:
+            batched = c.encode(REAL_TEXTS, batch_size=2)  # 3 requests, each padded to its own longest
+            whole = c.encode(REAL_TEXTS, batch_size=len(REAL_TEXTS), sort_by_length=False)
+            rows = c.encode_tokens(REAL_TEXTS)
+            hits = c.search(REAL_TEXTS[0], REAL_TEXTS[1:], k=2)
+            meta = c.metadata()
+    assert batched.shape == (len(REAL_TEXTS), 16) and meta["outputs"]["embeddings"]["shape"] == [None, 16]
+    np.testing.assert_allclose(batched, whole, atol=1e-5)
+    np.testing.assert_allclose(batched[0], batched[4], atol=1e-6)  # same text, other batch neighbours
+    assert rows[0]["tokens"] == ["[CLS]", "the", "food", "was", "really", "good", ".", "[SEP]"]
+    assert rows[3]["tokens"] == ["[CLS]", "[SEP]"]
+    means = np.stack([row["embeddings"].mean(axis=0) for row in rows])
+    np.testing.assert_allclose(means, whole, atol=1e-5)
+    assert hits[0]["corpus_id"] == 3 and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
