@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from test_checkpoints import minilm_dir  # noqa: F401  (fixture: the real MiniLM folder)
+
 from kerasbert.export import layout
 from kerasbert.export.embedding import embedding_serving_fns
 from kerasbert.export.embedding import export_checkpoint_embedder
@@ -38,7 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SAMPLE_VOCAB = REPO / "kerasbert" / "data" / "sample" / "vocab.txt"
 STSB_DEV = SHARED / "data" / "glue_stsb" / "original" / "sts-dev.tsv"
-MINILM_TOOL = SHARED / "tools" / "minilm-checkpoint"
 
 SENTENCES = [
     "The food was really good.",
@@ -218,28 +219,32 @@ FRESH_PROCESS = textwrap.dedent(
     import json, sys
     import tensorflow as tf
     import tensorflow_text  # registers the tf-text ops; nothing else is imported
-    model = tf.saved_model.load(sys.argv[1])
-    texts = tf.constant(json.loads(sys.argv[2]))
-    out = {}
-    for name in ("serving_default", "tokens"):
-        fn = model.signatures[name]
-        result = fn(text=texts)
-        out[name] = {
-            "inputs": sorted(fn.structured_input_signature[1]),
-            "outputs": {k: (v.numpy().astype(str).tolist() if v.dtype == tf.string
-                            else v.numpy().tolist()) for k, v in result.items()},
-            "dtypes": {k: v.dtype.name for k, v in result.items()},
-        }
-    out["leaked_modules"] = sorted(
+    texts = tf.constant(json.loads(sys.argv[1]))
+    results = []
+    for path in sys.argv[2:]:
+        model = tf.saved_model.load(path)
+        out = {}
+        for name in ("serving_default", "tokens"):
+            fn = model.signatures[name]
+            result = fn(text=texts)
+            out[name] = {
+                "inputs": sorted(fn.structured_input_signature[1]),
+                "outputs": {k: (v.numpy().astype(str).tolist() if v.dtype == tf.string
+                                else v.numpy().tolist()) for k, v in result.items()},
+                "dtypes": {k: v.dtype.name for k, v in result.items()},
+            }
+        results.append(out)
+    leaked = sorted(
         m for m in sys.modules if m.split(".")[0] in ("keras_hub", "keras_nlp", "kerasbert"))
-    print(json.dumps(out))
+    print(json.dumps({"exports": results, "leaked_modules": leaked}))
     """
 )
 
 
-def run_fresh(version_dir, texts):
+def run_fresh(texts, *version_dirs):
+    """Runs the exports' signatures in one new process importing only TF + TF-Text."""
     proc = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(version_dir), json.dumps(texts)],
+        [sys.executable, "-c", FRESH_PROCESS, json.dumps(texts), *map(str, version_dirs)],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
@@ -255,12 +260,14 @@ def exported(encoder, preprocessor, tmp_path_factory):
     plain = export_embedder(encoder, preprocessor, base, "tiny", **options)
     jit = export_embedder(encoder, preprocessor, base, "tiny", jit_compile=True, **options)
     model = build_embedding_model(encoder, **options)
-    return {"plain": plain, "jit": jit, "model": model, "base": base}
+    fresh = run_fresh(SENTENCES, plain, jit)
+    assert fresh["leaked_modules"] == []
+    return {"plain": plain, "jit": jit, "model": model, "base": base,
+            "fresh": dict(zip(["plain", "jit"], fresh["exports"]))}
 
 
 def test_export_reloads_in_a_fresh_process_with_identical_outputs(exported, preprocessor):
-    got = run_fresh(exported["plain"], SENTENCES)
-    assert got["leaked_modules"] == []
+    got = exported["fresh"]["plain"]
     features = _masked_inputs(preprocessor, SENTENCES)
     want = exported["model"](features)
 
@@ -276,17 +283,14 @@ def test_export_reloads_in_a_fresh_process_with_identical_outputs(exported, prep
     assert tokens["dtypes"] == {"token_embeddings": "float32", "tokens": "string", "mask": "int32"}
     out = tokens["outputs"]
     mask = np.array(out["mask"])
-    # Cut to the longest sentence of the batch (the last one, 18 tokens).
-    longest = int(features["padding_mask"].sum(1).max())
-    assert mask.shape == (len(SENTENCES), longest)
-    np.testing.assert_array_equal(mask, features["padding_mask"][:, :longest])
+    # Always the full sequence_length (so batches concatenate), zeros at padding.
+    assert mask.shape == (len(SENTENCES), 24)
+    np.testing.assert_array_equal(mask, features["padding_mask"])
     assert out["tokens"][0][: mask[0].sum()] == ["[CLS]", "the", "food", "was", "really", "good", ".", "[SEP]"]
-    assert out["tokens"][3] == ["[CLS]", "[SEP]"] + [""] * (longest - 2)
+    assert out["tokens"][3] == ["[CLS]", "[SEP]"] + [""] * 22
     assert all(t == "" for row, m in zip(out["tokens"], mask) for t, k in zip(row, m) if not k)
     np.testing.assert_allclose(
-        np.array(out["token_embeddings"]) * mask[:, :, None],
-        np.asarray(want["token_embeddings"])[:, :longest] * mask[:, :, None],
-        atol=1e-5,
+        out["token_embeddings"], np.asarray(want["token_embeddings"]) * mask[:, :, None], atol=1e-5
     )
 
     meta = layout.read_metadata(exported["plain"])
@@ -311,8 +315,10 @@ def test_xla_export_loads_fresh_and_in_kerasbert_serve(exported):
 
     from kerasbert.client import Client
 
-    plain = np.array(run_fresh(exported["plain"], SENTENCES)["serving_default"]["outputs"]["embeddings"])
-    jit = np.array(run_fresh(exported["jit"], SENTENCES)["serving_default"]["outputs"]["embeddings"])
+    plain, jit = (
+        np.array(exported["fresh"][variant]["serving_default"]["outputs"]["embeddings"])
+        for variant in ("plain", "jit")
+    )
     np.testing.assert_allclose(jit, plain, atol=1e-5)
     assert layout.read_metadata(exported["jit"])["jit_compile"] is True
 
@@ -331,16 +337,6 @@ def test_sequence_length_beyond_the_position_table_is_refused(encoder, tmp_path)
 
 
 # --------------------------------------------------- MiniLM vs sentence-transformers
-
-
-@pytest.fixture(scope="module")
-def minilm_dir():
-    if not MINILM_TOOL.exists():
-        pytest.skip(f"shared tools not found at {MINILM_TOOL} (../shared is absent)")
-    proc = subprocess.run([str(MINILM_TOOL)], capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.skip(f"minilm-checkpoint could not provide the model: {proc.stderr.strip()[-300:]}")
-    return Path(proc.stdout.strip().splitlines()[-1])
 
 
 def stsb_sentences(n):

@@ -88,19 +88,17 @@ def test_every_checkpoint_format_exports_the_same_embedder(checkpoints, tmp_path
         np.testing.assert_allclose(got, reference, atol=1e-5, err_msg=kind)
 
 
-def test_text_summary_default_model_name_and_versions(checkpoints, tmp_path, capsys):
+def test_text_summary_default_model_name_and_existing_version(checkpoints, tmp_path, capsys):
     argv = ["--init_checkpoint", checkpoints["huggingface"], "--export_dir", tmp_path,
             "--pooling", "cls", "--layer", "-2", "--sequence_length", 12]
     code, out, err = export(argv, capsys)
     assert code == 0, err
-    # Model name defaults to the checkpoint folder's name; versions count up.
+    # The model name defaults to the checkpoint folder's name.
     assert f"to {tmp_path / 'hf' / '1'} " in out and "cls pooling of layer 1/2" in out
     assert "python -m kerasbert.serve --model_base_path" in out
-    code, out, err = export(argv, capsys)
-    assert code == 0 and f"{tmp_path / 'hf' / '2'}" in out
-    code, out, err = export(argv + ["--version", 2], capsys)
+    code, out, err = export(argv + ["--version", 1], capsys)
     assert code == 2 and "--version" in err and "already exists" in err
-    assert layout.versions(tmp_path / "hf") == [1, 2]
+    assert layout.versions(tmp_path / "hf") == [1]
 
 
 def _one_error_line(err):

@@ -11,10 +11,11 @@ Signatures:
 - `serving_default`: `text` tf.string `[batch]` -> `embeddings` float32
   `[batch, dim]`.
 - `tokens`: `text` tf.string `[batch]` -> `token_embeddings` float32
-  `[batch, length, hidden]` (the per-token vectors that were pooled),
-  `tokens` tf.string `[batch, length]` (WordPiece strings, `[CLS]` and
-  `[SEP]` included, "" at padding) and `mask` int32 `[batch, length]`
-  (1 at real tokens).
+  `[batch, sequence_length, hidden]` (the per-token vectors that were
+  pooled, zeros at padding), `tokens` tf.string `[batch, sequence_length]`
+  (WordPiece strings, `[CLS]` and `[SEP]` included, "" at padding) and
+  `mask` int32 `[batch, sequence_length]` (1 at real tokens). The length is
+  always the export's `sequence_length`, so batches concatenate.
 
 Batches are cut to their longest sentence before the encoder runs (a batch
 of short sentences does not pay for `sequence_length` positions); padding is
@@ -82,13 +83,16 @@ def embedding_serving_fns(preprocessor, model, jit_compile=False):
         return {"embeddings": tf.cast(encode(features), tf.float32)}
 
     def tokens(text):
-        features = _cut_to_longest(preprocessor(text))
-        mask = features["padding_mask"]
-        strings = preprocessor.id_to_token(features["token_ids"])
+        full = preprocessor(text)
+        mask = full["padding_mask"]
+        vectors = model(_cut_to_longest(full), training=False)["token_embeddings"]
+        # Back to the full length, zeros at padding: every request has the same
+        # shape, so clients can concatenate batches.
+        vectors = tf.cast(vectors, tf.float32) * tf.cast(mask[:, : tf.shape(vectors)[1], None], tf.float32)
+        vectors = tf.pad(vectors, [[0, 0], [0, tf.shape(mask)[1] - tf.shape(vectors)[1]], [0, 0]])
+        strings = preprocessor.id_to_token(full["token_ids"])
         return {
-            "token_embeddings": tf.cast(
-                model(features, training=False)["token_embeddings"], tf.float32
-            ),
+            "token_embeddings": vectors,
             "tokens": tf.where(mask, strings, tf.constant("", tf.string)),
             "mask": tf.cast(mask, tf.int32),
         }
