@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# transformers/sentence-transformers (test-only peers) must not load their
+# TensorFlow side: it needs tf-keras, and we run Keras 3.
+os.environ.setdefault("USE_TF", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
