@@ -21,9 +21,9 @@ with Client("localhost:8500", model_name="sst2") as client:
 
 with Client("localhost:8500", model_name="minilm") as client:   # an embedding export
     vectors = client.encode(["A man plays guitar.", "A cat sleeps."])   # float32 [2, 384]
-    client.similarity("A man plays guitar.", "Someone plays an instrument.")   # cosine, 0.61
+    client.similarity("A man plays guitar.", "Someone plays an instrument.")   # cosine, 0.687
     client.search("a sleeping pet", ["A man plays guitar.", "A cat sleeps."], k=1)
-    # [{'corpus_id': 1, 'score': 0.55, 'text': 'A cat sleeps.'}]
+    # [{'corpus_id': 1, 'score': 0.659, 'text': 'A cat sleeps.'}]
 ```
 
 Command line: ``python -m kerasbert.client --server localhost:8500 --model sst2 "a fine film"``
@@ -775,7 +775,7 @@ class Client:
         Example:
 
         ```python
-        client.similarity("A man plays guitar.", "Someone plays an instrument.")   # 0.61
+        client.similarity("A man plays guitar.", "Someone plays an instrument.")   # 0.687 (all-MiniLM-L6-v2)
         client.similarity(["cat", "dog", "car"])   # 3x3 matrix, ones on the diagonal
         ```
         """
@@ -807,7 +807,7 @@ class Client:
 
         ```python
         client.search("a feline", ["a dog", "a cat", "a car"], k=2)
-        # [{'corpus_id': 1, 'score': 0.71, 'text': 'a cat'}, {'corpus_id': 0, 'score': 0.45, 'text': 'a dog'}]
+        # [{'corpus_id': 1, 'score': 0.673, 'text': 'a cat'}, {'corpus_id': 0, 'score': 0.480, 'text': 'a dog'}]
         ```
         """
         if int(k) < 1:

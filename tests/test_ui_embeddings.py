@@ -47,9 +47,16 @@ def heatmap_table(at: AppTest):
     return pa.ipc.open_stream(dataset.data.data).read_pandas()
 
 
+def opened_tab(at: AppTest) -> str:
+    """The label of the tab the page opens on (st.tabs' ``default``)."""
+    [tabs] = [b for b in at.main.children.values() if b.type == "tab_container"]
+    return at.tabs[tabs.proto.tab_container.default_tab_index].label
+
+
 def test_tabs_and_classify_tab_points_to_embeddings(at):
     assert not at.exception and not at.error
     assert [t.label for t in at.tabs] == ["Classify", "Embeddings"]
+    assert opened_tab(at) == "Embeddings"  # an embedding model opens on the tab that fits it
     assert "returns embeddings, not classes" in at.info[0].value
     assert "26-dimensional" in at.caption[-1].value  # from the model's metadata
 
@@ -103,6 +110,7 @@ def test_empty_inputs_warn_without_calling(at):
 def test_model_without_embeddings_says_so(at):
     at.text_input(key="signature").set_value("score").run()  # the toy's signature returning only `score`
     assert not at.exception and not at.error
+    assert opened_tab(at) == "Classify"
     [message] = [i.value for i in at.info if "embeddings" in i.value]
     assert "returns no `embeddings` (its outputs: `score`)" in message
     assert "--mode embedding" in at.code[0].value

@@ -234,6 +234,9 @@ def call(action: Any) -> None:
         st.error(str(err))
 
 
+NUMBER_ONLY = "split(datum.label, '.')[0]"  # Vega expression: "2. Some sentence" -> "2"
+
+
 def show_similarity(sentences: list[str], matrix: Any) -> None:
     """The cosine-similarity matrix as an annotated heatmap (rows and columns in input order)."""
     labels = [f"{i}. {s if len(s) <= 40 else s[:39] + '…'}" for i, s in enumerate(sentences, 1)]
@@ -241,20 +244,29 @@ def show_similarity(sentences: list[str], matrix: Any) -> None:
         [(labels[i], labels[j], float(matrix[i][j])) for i in range(len(labels)) for j in range(len(labels))],
         columns=["sentence", "other", "cosine"],
     )
-    base = alt.Chart(table).encode(
-        x=alt.X("other:N", sort=labels, title=None, axis=alt.Axis(labelAngle=-40, labelLimit=220)),
-        y=alt.Y("sentence:N", sort=labels, title=None, axis=alt.Axis(labelLimit=220)),
+    base = alt.Chart(table).encode(  # columns show just the sentence numbers
+        x=alt.X("other:N", sort=labels, title=None, axis=alt.Axis(labelAngle=0, labelExpr=NUMBER_ONLY, orient="top")),
+        y=alt.Y("sentence:N", sort=labels, title=None, axis=alt.Axis(labelLimit=260)),
     )
     cells = base.mark_rect().encode(
         color=alt.Color("cosine:Q", scale=alt.Scale(domain=[-1, 1], scheme="redblue", reverse=True)),
         tooltip=["sentence", "other", alt.Tooltip("cosine:Q", format=".4f")],
     )
-    values = base.mark_text(fontSize=12).encode(text=alt.Text("cosine:Q", format=".2f"))
-    st.altair_chart((cells + values).properties(height=max(160, 42 * len(labels))), width="stretch")
+    values = base.mark_text(fontSize=12).encode(
+        text=alt.Text("cosine:Q", format=".2f"),
+        color=alt.condition("abs(datum.cosine) > 0.6", alt.value("white"), alt.value("black")),  # readable on dark cells
+    )
+    st.altair_chart(cells + values, width="stretch", height=max(120, 40 * len(labels)))
 
 
 # Tab title -> page function.
 TABS = {"Classify": classify_tab, "Embeddings": embeddings_tab}
+
+
+def first_tab(info: ModelInfo) -> str:
+    """The tab that fits the model: "Embeddings" for an embedding export, else "Classify"."""
+    outputs = info.outputs
+    return "Embeddings" if "embeddings" in outputs and not {"probabilities", "score"} & set(outputs) else "Classify"
 
 
 def main() -> None:
@@ -277,7 +289,7 @@ def main() -> None:
         if info.error is not None:  # server down / model missing: say what to fix, once
             show_connection_error(settings, info.error)
             return
-        for tab, render in zip(st.tabs(list(TABS)), TABS.values()):
+        for tab, render in zip(st.tabs(list(TABS), default=first_tab(info)), TABS.values()):
             with tab:
                 render(client, settings, info)
 
