@@ -62,3 +62,31 @@ def test_help_documents_every_flag():
                  "--vocab", "--model_size", "--sequence_length", "--batch_size", "--epochs",
                  "--learning_rate", "--warmup_proportion", "--seed", "--export_dir", "--model_name"):
         assert flag in stdout
+
+
+def test_killed_finetune_resumes_at_the_next_epoch(tmp_path):
+    """SIGKILL after epoch 1; the same command continues with epoch 2."""
+    import signal
+    import time
+
+    from conftest import write_polarity_task
+
+    train = write_polarity_task(tmp_path / "train.tsv", 640, seed=3)
+    args = [sys.executable, "-m", "kerasbert.train", "--train_file", str(train),
+            "--vocab", str(REPO / "kerasbert" / "data" / "sample" / "vocab.txt"),
+            "--epochs", "3", "--sequence_length", "16", "--output_dir", str(tmp_path / "run"),
+            "--no_export"]
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        while "Epoch 2/3" not in log.read_text() and time.monotonic() < deadline:
+            assert first.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert "Epoch 2/3" in log.read_text()
+    second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout
+    assert (tmp_path / "run" / "model.weights.h5").exists()
