@@ -61,7 +61,7 @@ def test_classify_shows_label_probability_and_chart(app, server):
     at = connect(app, server.port)
     assert not at.exception and not at.error
     assert [t.value for t in at.title] == ["kerasbert"]
-    assert [t.label for t in at.tabs] == ["Classify"]
+    assert [t.label for t in at.tabs] == ["Classify", "Embeddings"]
     assert "v1 AVAILABLE" in at.sidebar.success[0].value
     assert len(at.text_area) == 1  # serving_default has no text_pair
 
