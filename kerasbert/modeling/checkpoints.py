@@ -624,12 +624,20 @@ def _load_keras_hub(path, hidden_activation):
         ) from e
     if lowercase is None:
         lowercase = infer_lowercase(vocabulary_path)
+    # `python -m kerasbert.train pretrain` writes its MLM/NSP heads beside
+    # the preset (`kerasbert.tasks.pretraining.save_pretrained`).
+    heads = {}
+    heads_path = os.path.join(os.fspath(path), "pretraining_heads.weights.h5")
+    if os.path.isfile(heads_path):
+        from kerasbert.tasks.pretraining import load_head_weights
+
+        heads = {k: v for k, v in load_head_weights(heads_path).items() if k in HEAD_KEYS}
     return LoadedCheckpoint(
         backbone=backbone,
         vocabulary_path=vocabulary_path,
         lowercase=bool(lowercase),
         format="keras_hub",
-        heads={},
+        heads=heads,
         hidden_activation=activation,
     )
 
