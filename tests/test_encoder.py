@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from kerasbert.modeling import ENCODER_SIZES, build_encoder, encoder_config
 

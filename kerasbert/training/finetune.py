@@ -197,46 +197,36 @@ def _targets(args, train, dev):
     return names, y_train, y_dev
 
 
-class DevEvaluation:
-    """Keras callback factory: scores the dev set after every epoch."""
+def _dev_metrics(model, features_ds, y_true, task):
+    """The task's metrics of `model` on the dev set."""
+    from kerasbert.training import metrics as M
 
-    @staticmethod
-    def create(features_ds, y_true, task, log_dir=None):
-        import keras
-        import tensorflow as tf
+    y = model.predict(features_ds, verbose=0)
+    if task.kind == "classification":
+        return M.classification_metrics(y_true, y.argmax(-1), len(task.class_names))
+    return M.regression_metrics(y_true, y.reshape(-1))
 
-        from kerasbert.training import metrics as M
 
-        writer = tf.summary.create_file_writer(os.path.join(log_dir, "dev")) if log_dir else None
+def _dev_callback(model, features_ds, y_true, task, log_dir, history):
+    """Keras callback scoring the dev set after every epoch: printed, added to
+    the epoch logs as `dev_*`, written to TensorBoard and appended to `history`."""
+    import keras
+    import tensorflow as tf
 
-        def score(model):
-            y = model.predict(features_ds, verbose=0)
-            if task.kind == "classification":
-                return M.classification_metrics(y_true, y.argmax(-1), len(task.class_names))
-            return M.regression_metrics(y_true, y.reshape(-1))
+    writer = tf.summary.create_file_writer(os.path.join(log_dir, "dev"))
 
-        class _Callback(keras.callbacks.Callback):
-            history = []
+    def on_epoch_end(epoch, logs):
+        result = _dev_metrics(model, features_ds, y_true, task)
+        history.append(result)
+        print(f"epoch {epoch + 1} dev: " + " ".join(f"{k}={v:.4f}" for k, v in result.items()), flush=True)
+        if logs is not None:
+            logs.update({f"dev_{k}": v for k, v in result.items()})
+        with writer.as_default():
+            for k, v in result.items():
+                tf.summary.scalar(f"epoch_{k}", v, step=epoch)
+        writer.flush()
 
-            def on_epoch_end(self, epoch, logs=None):
-                result = score(self.model)
-                self.history.append(result)
-                print(
-                    f"epoch {epoch + 1} dev: "
-                    + " ".join(f"{k}={v:.4f}" for k, v in result.items()),
-                    flush=True,
-                )
-                if logs is not None:
-                    logs.update({f"dev_{k}": v for k, v in result.items()})
-                if writer is not None:
-                    with writer.as_default():
-                        for k, v in result.items():
-                            tf.summary.scalar(f"epoch_{k}", v, step=epoch)
-                    writer.flush()
-
-        callback = _Callback()
-        callback.score = score
-        return callback
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
 
 
 def _strategy(args):
@@ -254,7 +244,6 @@ def run(args):
     started = time.time()
     import keras
     import numpy as np
-    import tensorflow as tf
 
     from kerasbert.data import tables
     from kerasbert.export import export_classifier
@@ -356,11 +345,10 @@ def run(args):
         keras.callbacks.BackupAndRestore(os.path.join(args.output_dir, "backup")),
         keras.callbacks.TensorBoard(log_dir, update_freq=max(1, steps_per_epoch // 10)),
     ]
-    dev_eval = None
+    dev_history = []
     if dev is not None:
         dev_features = tables.make_dataset(dev, preprocessor, None, batch_size)
-        dev_eval = DevEvaluation.create(dev_features, y_dev, task, log_dir)
-        callbacks.insert(0, dev_eval)
+        callbacks.insert(0, _dev_callback(model, dev_features, y_dev, task, log_dir, dev_history))
 
     print(
         f"task={task.kind} classes={class_names or '-'} pair={task.text_pair} "
@@ -391,8 +379,11 @@ def run(args):
         "train_seconds": round(time.time() - started, 1),
         "weights": weights_path,
     }
-    if dev_eval is not None:
-        results["dev_metrics"] = dev_eval.history[-1] if dev_eval.history else dev_eval.score(model)
+    if dev is not None:
+        # (No epoch ran when a resumed run had already finished them all.)
+        results["dev_metrics"] = (
+            dev_history[-1] if dev_history else _dev_metrics(model, dev_features, y_dev, task)
+        )
     if not args.no_export and is_chief():
         meta = {
             "dev_metrics": results.get("dev_metrics"),
