@@ -76,7 +76,7 @@ def read_examples(path, columns=None, fmt="auto", header=True, require_labels=Tr
     """Reads a TSV/CSV file into `Examples`.
 
     Args:
-        path: the file.
+        path: the file (str or path-like).
         columns: a `Columns` naming the text, optional text-pair and label
             columns (header names or 0-based indices).
         fmt: "tsv", "csv" or "auto" (by file extension).
@@ -93,6 +93,7 @@ def read_examples(path, columns=None, fmt="auto", header=True, require_labels=Tr
     (1500, 'the soup was wonderful .', 'positive')
     """
     columns = columns or Columns()
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise TableError(f"no such file: {path}")
     fmt = _delimiter(path, fmt)

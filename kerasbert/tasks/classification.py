@@ -3,13 +3,21 @@
 The head is Google's `run_classifier.py` head: dropout on the pooled `[CLS]`
 output, then one dense layer (`num_classes` logits, or one score for
 regression), initialised with stddev 0.02.
+
+`pooling="mean"` feeds the head the average of the last layer's token
+vectors instead (padding excluded) and leaves the pooler unused. That is
+how sentence-transformers checkpoints (e.g. all-MiniLM-L6-v2) were trained:
+their sentence-embedding training never used the pooler.
 """
 
 import dataclasses
 
 import keras
 
+from kerasbert.tasks.embedding import SequencePooling
+
 TASK_KINDS = ("classification", "regression")
+HEAD_POOLING = ("cls", "mean")
 
 
 @dataclasses.dataclass
@@ -39,13 +47,15 @@ class TaskSpec:
         return len(self.class_names) if self.kind == "classification" else 1
 
 
-def build_classifier(encoder, task, dropout=0.1):
+def build_classifier(encoder, task, dropout=0.1, pooling="cls"):
     """Encoder + classification/regression head as one Keras model.
 
     Args:
         encoder: a `keras_hub.models.BertBackbone`.
         task: a `TaskSpec`.
         dropout: dropout rate on the pooled output.
+        pooling: "cls" (Google's head: the pooler's `tanh(Dense([CLS]))`) or
+            "mean" (mean of the last layer over the real tokens).
 
     Returns:
         A `keras.Model` taking BERT's input dict (`token_ids`,
@@ -65,7 +75,15 @@ def build_classifier(encoder, task, dropout=0.1):
         "segment_ids": keras.Input((None,), dtype="int32", name="segment_ids"),
         "padding_mask": keras.Input((None,), dtype="bool", name="padding_mask"),
     }
-    pooled = encoder(inputs)["pooled_output"]
+    if pooling not in HEAD_POOLING:
+        raise ValueError(f"pooling must be one of {HEAD_POOLING}, got {pooling!r}")
+    encoded = encoder(inputs)
+    if pooling == "cls":
+        pooled = encoded["pooled_output"]
+    else:
+        pooled = SequencePooling("mean", name="mean_pooling")(
+            encoded["sequence_output"], inputs["padding_mask"]
+        )
     x = keras.layers.Dropout(dropout, name="classifier_dropout")(pooled)
     outputs = keras.layers.Dense(
         task.num_outputs,

@@ -84,6 +84,9 @@ def build_parser(prog="python -m kerasbert.train finetune"):
     m.add_argument("--sequence_length", type=int, default=128,
                    help="tokens per example after packing (default: 128)")
     m.add_argument("--dropout", type=float, default=0.1, help="dropout rate (default: 0.1)")
+    m.add_argument("--pooling", default="cls", choices=["cls", "mean"],
+                   help="what the head reads: cls = BERT's pooler on [CLS] (Google's head, "
+                        "default); mean = the mean of the last layer's token vectors")
 
     t = p.add_argument_group("training")
     t.add_argument("--batch_size", type=int, default=32, help="global batch size (default: 32)")
@@ -319,7 +322,7 @@ def run(args):
                 )
             except ValueError as e:
                 raise cli.UsageError(f"--model_size/--num_layers/--hidden_dim: {e}") from e
-        model = build_classifier(encoder, task, dropout=args.dropout)
+        model = build_classifier(encoder, task, dropout=args.dropout, pooling=args.pooling)
         optimizer = create_optimizer(
             args.learning_rate, total_steps, warmup_steps, weight_decay=args.weight_decay
         )
