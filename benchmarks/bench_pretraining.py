@@ -20,12 +20,28 @@ Reports, on the held-out articles:
 
 With `--finetune_sst2`, the pretrained encoder and a randomly initialised one
 (same vocabulary, same architecture) are fine-tuned on the same SST-2 subset
-(`kerasbert.training.finetune`) for each learning rate of a small grid, and
-the best dev accuracy (872 sentences) of each arm is compared.
+(`kerasbert.training.finetune`) for each learning rate of a small grid and
+each seed; each arm's learning rate is the one with the best mean dev
+accuracy (872 sentences) over the seeds, and the arms are compared on that
+mean.
+A linear probe (logistic regression on the frozen, mean-pooled features of
+each encoder) shows what the pretrained representation itself carries.
+
+`--sst2_unlabelled` adds the *text* of the SST-2 training rows that are not
+in the labelled subset (rows `--sst2_examples` onwards; their labels are
+not used) to the pretraining corpus: the usual semi-supervised set-up of a
+few labelled and many unlabelled in-domain sentences ("task-adaptive
+pretraining", Gururangan et al. 2020). SST-2's rows are shuffled phrases, not
+documents, so they are grouped into pseudo-documents of
+`--sst2_phrases_per_document` rows for NSP. The held-out MLM/NSP figures stay
+on the held-out WikiText articles, and the vocabulary is learned from the
+whole pretraining corpus; the random-init arm uses the same vocabulary.
+Results go to `pretraining_sst2_unlabelled.json`/`.png`.
 
 Runs by hand, not in CI:
 
     python benchmarks/bench_pretraining.py --minutes 15 --finetune_sst2
+    python benchmarks/bench_pretraining.py --minutes 16 --finetune_sst2 --sst2_unlabelled
 """
 
 import argparse
@@ -152,9 +168,66 @@ def write_bert_format(articles, path):
     return str(path)
 
 
+def sst2_unlabelled_documents(skip, per_document):
+    """SST-2 training rows from `skip` on as pseudo-documents of sentences
+    (their labels are not used)."""
+    from kerasbert.data import tables
+
+    rows = tables.read_examples(SHARED / "data" / "glue_sst2" / "train.tsv").texts[skip:]
+    rows = [r.strip() for r in rows if r.strip()]
+    return [rows[i:i + per_document] for i in range(0, len(rows), per_document)]
+
+
+def frozen_features_sst2(pretrained, args, epochs=30):
+    """Dev accuracy of a logistic regression on FROZEN mean-pooled encoder
+    features (pretrained vs randomly initialised, same architecture and
+    vocabulary): what the pretrained representation itself knows about
+    sentiment, before fine-tuning can change it."""
+    import keras
+
+    from kerasbert.data import tables
+    from kerasbert.modeling import build_encoder
+    from kerasbert.modeling.checkpoints import load_checkpoint
+    from kerasbert.preprocessing import BertPreprocessor
+
+    data = SHARED / "data" / "glue_sst2"
+    train = tables.read_examples(data / "train.tsv")
+    dev = tables.read_examples(data / "dev.tsv")
+    checkpoint = load_checkpoint(pretrained)
+    preprocessor = BertPreprocessor(checkpoint.vocabulary_path, sequence_length=args.max_seq_length)
+    keras.utils.set_random_seed(0)
+    random_init = build_encoder("tiny", checkpoint.backbone.vocabulary_size)
+
+    def features(encoder, texts):
+        rows = []
+        for i in range(0, len(texts), 256):
+            x = preprocessor(tf.constant(texts[i:i + 256]))
+            sequence = encoder(x, training=False)["sequence_output"]
+            mask = tf.cast(x["padding_mask"], sequence.dtype)[:, :, None]
+            rows.append((tf.reduce_sum(sequence * mask, 1) / tf.reduce_sum(mask, 1)).numpy())
+        return np.concatenate(rows)
+
+    y_train = np.array([int(v) for v in train.labels[: args.sst2_examples]])
+    y_dev = np.array([int(v) for v in dev.labels])
+    results = {}
+    for arm, encoder in (("pretrained", checkpoint.backbone), ("random_init", random_init)):
+        x_train = features(encoder, train.texts[: args.sst2_examples])
+        x_dev = features(encoder, dev.texts)
+        mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+        probe = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dense(2)])
+        probe.compile(keras.optimizers.Adam(1e-2),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        probe.fit((x_train - mean) / std, y_train, epochs=epochs, batch_size=256, verbose=0)
+        results[arm] = float(probe.evaluate((x_dev - mean) / std, y_dev, verbose=0)[1])
+        print(f"SST-2 linear probe on frozen {arm} features: dev accuracy {results[arm]:.4f}",
+              flush=True)
+    return results
+
+
 def finetune_sst2(pretrained, vocab, out, args):
     """SST-2 dev metrics of tiny BERT fine-tuned from `pretrained` and from
-    random init (same vocabulary and sizes), for each learning rate."""
+    random init (same vocabulary and sizes), for each learning rate and seed."""
     from kerasbert.training import finetune
 
     data = SHARED / "data" / "glue_sst2"
@@ -162,21 +235,35 @@ def finetune_sst2(pretrained, vocab, out, args):
         "--train_file", data / "train.tsv", "--dev_file", data / "dev.tsv",
         "--max_train_examples", args.sst2_examples, "--epochs", args.sst2_epochs,
         "--batch_size", 32, "--sequence_length", args.max_seq_length, "--model_size", "tiny",
-        "--no_export", "--quiet", "--seed", 1,
+        "--no_export", "--quiet",
     ]
     arms = {"pretrained": ["--init_checkpoint", pretrained], "random_init": ["--vocab", vocab]}
     results = {}
     for arm, extra in arms.items():
         runs = {}
         for lr in args.sst2_lrs:
-            argv = common + extra + ["--learning_rate", lr, "--output_dir", out / f"{arm}_{lr:g}"]
-            start = time.perf_counter()
-            r = finetune.run(finetune.build_parser().parse_args([str(a) for a in argv]))
-            runs[f"{lr:g}"] = {k: float(v) for k, v in r["dev_metrics"].items()}
-            runs[f"{lr:g}"]["seconds"] = round(time.perf_counter() - start, 1)
-            print(f"SST-2 {arm} lr {lr:g}: {runs[f'{lr:g}']}", flush=True)
-        best = max(runs, key=lambda k: runs[k]["accuracy"])
+            by_seed = {}
+            for seed in args.sst2_seeds:
+                argv = common + extra + [
+                    "--learning_rate", lr, "--seed", seed,
+                    "--output_dir", out / f"{arm}_{lr:g}_{seed}",
+                ]
+                start = time.perf_counter()
+                r = finetune.run(finetune.build_parser().parse_args([str(a) for a in argv]))
+                by_seed[str(seed)] = {k: float(v) for k, v in r["dev_metrics"].items()}
+                by_seed[str(seed)]["seconds"] = round(time.perf_counter() - start, 1)
+                print(f"SST-2 {arm} lr {lr:g} seed {seed}: {by_seed[str(seed)]}", flush=True)
+            accuracies = [m["accuracy"] for m in by_seed.values()]
+            runs[f"{lr:g}"] = {
+                "mean_accuracy": float(np.mean(accuracies)),
+                "std_accuracy": float(np.std(accuracies)),
+                "mean_f1": float(np.mean([m["f1"] for m in by_seed.values()])),
+                "by_seed": by_seed,
+            }
+        best = max(runs, key=lambda k: runs[k]["mean_accuracy"])
         results[arm] = {"best_learning_rate": float(best), **runs[best], "by_learning_rate": runs}
+    gap = results["pretrained"]["mean_accuracy"] - results["random_init"]["mean_accuracy"]
+    results["pretrained_minus_random_init"] = gap
     return results
 
 
@@ -193,13 +280,20 @@ def main():
     p.add_argument("--max_seq_length", type=int, default=64)
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--warmup_fraction", type=float, default=0.06)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--masked_lm_prob", type=float, default=0.15)
     p.add_argument("--dupe_factor", type=int, default=5,
                    help="pairings of the corpus per epoch (masks are fresh every epoch)")
     p.add_argument("--output_dir", default=None, help="default: a temporary folder")
     p.add_argument("--finetune_sst2", action="store_true")
     p.add_argument("--sst2_examples", type=int, default=8000)
     p.add_argument("--sst2_epochs", type=float, default=3)
-    p.add_argument("--sst2_lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3])
+    p.add_argument("--sst2_lrs", type=float, nargs="+", default=[3e-4, 1e-3])
+    p.add_argument("--sst2_seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--sst2_unlabelled", action="store_true",
+                   help="also pretrain on the text of the SST-2 training rows outside the "
+                        "labelled subset (see the module docstring)")
+    p.add_argument("--sst2_phrases_per_document", type=int, default=8)
     args = p.parse_args()
     if args.minutes > 20:
         p.error("--minutes must be at most 20")
@@ -213,6 +307,15 @@ def main():
 
     articles = wikitext_articles(args.corpus)
     train_articles, heldout_articles = pdata.split_holdout(articles, 0.1)
+    corpus_name = "wikitext2_raw/wiki.test.raw.lines.txt regrouped into articles: "
+    corpus_name += f"{len(train_articles)} training / {len(heldout_articles)} held-out"
+    stem = "pretraining"
+    if args.sst2_unlabelled:
+        extra = sst2_unlabelled_documents(args.sst2_examples, args.sst2_phrases_per_document)
+        corpus_name += (f"; plus the text of SST-2 train rows {args.sst2_examples}+ "
+                        f"({sum(map(len, extra))} phrases, {len(extra)} pseudo-documents)")
+        train_articles = train_articles + extra
+        stem = "pretraining_sst2_unlabelled"
     train_file = write_bert_format(train_articles, out / "train_articles.txt")
     heldout_file = write_bert_format(heldout_articles, out / "heldout_articles.txt")
     start = time.perf_counter()
@@ -245,6 +348,7 @@ def main():
             "--num_train_steps", steps,
             "--num_warmup_steps", max(1, int(steps * args.warmup_fraction)),
             "--learning_rate", args.learning_rate, "--dupe_factor", args.dupe_factor,
+            "--dropout", args.dropout, "--masked_lm_prob", args.masked_lm_prob,
             "--save_checkpoints_steps", 100000, "--log_steps", 250,
         ]])
 
@@ -288,7 +392,7 @@ def main():
 
     per_sequence = training_flops_per_sequence(
         "tiny", vocabulary_size, args.max_seq_length,
-        pretrain.data.default_max_predictions(args.max_seq_length),
+        pretrain.data.default_max_predictions(args.max_seq_length, args.masked_lm_prob),
     )
     # Steady state: from step 10 on (the first steps include XLA compiles).
     sequences_per_second = (len(curve) - 10) * args.batch_size / (curve[-1][4] - curve[9][4])
@@ -300,16 +404,17 @@ def main():
         },
         "setup": {
             "model": "tiny (2 layers, hidden 128)",
-            "vocabulary": (f"{vocabulary_size} WordPiece learned from the training articles"
+            "vocabulary": (f"{vocabulary_size} WordPiece learned from the pretraining corpus"
                            if not args.vocab else f"{vocabulary_size} from {args.vocab}"),
             "vocabulary_seconds": round(vocab_seconds, 1),
             "heldout_unk_rate": heldout_unk,
-            "corpus": "wikitext2_raw/wiki.test.raw.lines.txt regrouped into articles: "
-                      f"{len(train_articles)} training / {len(heldout_articles)} held-out",
+            "corpus": corpus_name,
             "train_instances_per_epoch": train_instances,
             "epochs": round(history["steps"] * args.batch_size / train_instances, 2),
             "max_seq_length": args.max_seq_length, "global_batch": args.batch_size,
             "learning_rate": args.learning_rate, "warmup_fraction": args.warmup_fraction,
+            "masked_lm_prob": args.masked_lm_prob, "dropout": args.dropout,
+            "command": " ".join(["python", "benchmarks/bench_pretraining.py"] + sys.argv[1:]),
             "dupe_factor": args.dupe_factor, "steps": history["steps"],
             "minutes": round(history["seconds"] / 60, 2), "jit_compile": True,
         },
@@ -338,26 +443,28 @@ def main():
         losses.append(float(np.mean([c[1] for c in chunk])))
         accs.append(float(np.mean([c[2] for c in chunk])))
     loss_curve_png(
-        RESULTS / "pretraining_loss.png", steps_, losses, accs,
-        f"BERT-tiny pretraining on WikiText-2 articles, {history['steps']} steps x "
+        RESULTS / f"{stem}_loss.png", steps_, losses, accs,
+        f"BERT-tiny pretraining on WikiText-2 articles{' + SST-2 text' if args.sst2_unlabelled else ''}, {history['steps']} steps x "
         f"{args.batch_size} seqs of {args.max_seq_length}, {results['setup']['minutes']} min "
         f"on {os.cpu_count()} CPU cores; held-out MLM acc {evaluation['mlm_accuracy']:.3f} "
         f"(unigram {unigram:.3f})",
     )
+    pretrained = trainer.save_pretrained(str(out / "pretrained"))
     if args.finetune_sst2:
-        pretrained = trainer.save_pretrained(str(out / "pretrained"))
         results["sst2"] = finetune_sst2(pretrained, vocab_path, out / "sst2", args)
+        results["sst2"]["linear_probe_on_frozen_features"] = frozen_features_sst2(pretrained, args)
         results["sst2_setup"] = (
             f"first {args.sst2_examples} SST-2 train sentences, {args.sst2_epochs:g} epochs, "
-            f"batch 32, seq {args.max_seq_length}, seed 1, both arms on the same vocabulary; "
-            f"dev accuracy (872) after the last epoch, best over lr {args.sst2_lrs}"
+            f"batch 32, seq {args.max_seq_length}, seeds {args.sst2_seeds}, both arms on the "
+            f"same vocabulary; dev accuracy (872) after the last epoch, mean over the seeds "
+            f"at each arm's best lr of {args.sst2_lrs}"
         )
         results["machine"]["load_average_1_5_15min_at_end"] = [
             round(x, 2) for x in os.getloadavg()
         ]
-    with open(RESULTS / "pretraining.json", "w") as f:
+    with open(RESULTS / f"{stem}.json", "w") as f:
         json.dump(results, f, indent=2)
-    print(f"wrote {RESULTS / 'pretraining.json'} and {RESULTS / 'pretraining_loss.png'}")
+    print(f"wrote {RESULTS / (stem + '.json')} and {RESULTS / (stem + '_loss.png')}")
 
 
 if __name__ == "__main__":
