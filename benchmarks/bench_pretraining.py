@@ -189,6 +189,7 @@ def frozen_features_sst2(pretrained, args, epochs=30):
     from kerasbert.modeling import build_encoder
     from kerasbert.modeling.checkpoints import load_checkpoint
     from kerasbert.preprocessing import BertPreprocessor
+    from kerasbert.tasks import build_embedding_model
 
     data = SHARED / "data" / "glue_sst2"
     train = tables.read_examples(data / "train.tsv")
@@ -199,13 +200,11 @@ def frozen_features_sst2(pretrained, args, epochs=30):
     random_init = build_encoder("tiny", checkpoint.backbone.vocabulary_size)
 
     def features(encoder, texts):
-        rows = []
-        for i in range(0, len(texts), 256):
-            x = preprocessor(tf.constant(texts[i:i + 256]))
-            sequence = encoder(x, training=False)["sequence_output"]
-            mask = tf.cast(x["padding_mask"], sequence.dtype)[:, :, None]
-            rows.append((tf.reduce_sum(sequence * mask, 1) / tf.reduce_sum(mask, 1)).numpy())
-        return np.concatenate(rows)
+        embed = build_embedding_model(encoder, "mean")
+        return np.concatenate([
+            embed(preprocessor(tf.constant(texts[i:i + 256])), training=False)["embeddings"].numpy()
+            for i in range(0, len(texts), 256)
+        ])
 
     y_train = np.array([int(v) for v in train.labels[: args.sst2_examples]])
     y_dev = np.array([int(v) for v in dev.labels])
@@ -374,10 +373,7 @@ def main():
             (step, m["loss"], m["mlm_accuracy"], m["nsp_accuracy"], time.perf_counter())
         )
     )
-    train_instances = len(pdata.build_instances(
-        train_file, vocab_path, max_seq_length=args.max_seq_length,
-        dupe_factor=args.dupe_factor, input_format="bert", seed=a.seed,
-    ))
+    train_instances = len(trainer.dataset_fn.instances())  # built once, for training
     # Held-out articles: fixed masks (own seed), one pass.
     eval_fn = pretrain.pipeline_dataset_fn(a, [heldout_file], 0.0, "train", a.seed + 1, num_epochs=1)
     evaluation = trainer.evaluate(eval_fn, steps=100000)

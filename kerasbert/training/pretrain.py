@@ -610,11 +610,12 @@ def pipeline_dataset_fn(args, files, holdout_fraction=0.0, split="train", seed=0
     """`dataset_fn(batch_size, num_shards, shard_index)` over the pipeline.
 
     The corpus is read, tokenized and paired once (`build_instances`), on the
-    first call.
+    first call; `dataset_fn.instances()` returns those pairs (building them if
+    no dataset was made yet), e.g. to count the sequences per epoch.
     """
     cache = {}
 
-    def dataset_fn(batch_size, num_shards, shard_index):
+    def instances():
         if "instances" not in cache:
             cache["preprocessor"] = BertPreprocessor(
                 args.vocab_file, lowercase=not args.cased,
@@ -631,8 +632,11 @@ def pipeline_dataset_fn(args, files, holdout_fraction=0.0, split="train", seed=0
                     f"no {split} sequence pairs in {files} (use --input_files with "
                     "more text, or a smaller --holdout_fraction)"
                 )
+        return cache["instances"]
+
+    def dataset_fn(batch_size, num_shards, shard_index):
         return data.pretraining_dataset(
-            cache["instances"], cache["preprocessor"], batch_size,
+            instances(), cache["preprocessor"], batch_size,
             max_seq_length=args.max_seq_length,
             max_predictions_per_seq=args.max_predictions_per_seq,
             masked_lm_prob=args.masked_lm_prob,
@@ -640,6 +644,7 @@ def pipeline_dataset_fn(args, files, holdout_fraction=0.0, split="train", seed=0
             seed=seed, num_epochs=num_epochs, num_shards=num_shards, shard_index=shard_index,
         )
 
+    dataset_fn.instances = instances
     return dataset_fn
 
 
