@@ -25,7 +25,9 @@ each seed; each arm's learning rate is the one with the best mean dev
 accuracy (872 sentences) over the seeds, and the arms are compared on that
 mean.
 A linear probe (logistic regression on the frozen, mean-pooled features of
-each encoder) shows what the pretrained representation itself carries.
+each encoder) shows what the pretrained representation itself carries, and a
+logistic regression on WordPiece bag-of-words features of the same labelled
+rows is the reference point for both arms.
 
 `--sst2_unlabelled` adds the *text* of the SST-2 training rows that are not
 in the labelled subset (rows `--sst2_examples` onwards; their labels are
@@ -41,7 +43,11 @@ Results go to `pretraining_sst2_unlabelled.json`/`.png`.
 Runs by hand, not in CI:
 
     python benchmarks/bench_pretraining.py --minutes 15 --finetune_sst2
-    python benchmarks/bench_pretraining.py --minutes 16 --finetune_sst2 --sst2_unlabelled
+    python benchmarks/bench_pretraining.py --minutes 20 --finetune_sst2 --sst2_unlabelled \
+        --dupe_factor 3 --masked_lm_prob 0.3 --output_dir runs/bench_pretraining
+    # the SST-2 comparison again, with all 67k labelled rows, for that encoder
+    python benchmarks/bench_pretraining.py --pretrained runs/bench_pretraining/pretrained \
+        --sst2_examples 67349 --sst2_epochs 1 --sst2_seeds 1
 """
 
 import argparse
@@ -224,6 +230,52 @@ def frozen_features_sst2(pretrained, args, epochs=30):
     return results
 
 
+def bag_of_words_sst2(vocab, args, l2_grid=(1e-4, 1e-3), epochs=10):
+    """Dev accuracy of a logistic regression on WordPiece bag-of-words
+    features (which vocabulary entries occur in the sentence, after the same
+    tokenisation and truncation as fine-tuning) of the same labelled SST-2
+    rows, best of `l2_grid` like the fine-tuning arms' best lr.
+
+    The reference point for both fine-tuned arms: a tiny transformer that
+    does no better than this has learned only which words carry sentiment,
+    and pretraining could help it only through what it knows about words
+    the labels do not cover, or about composition."""
+    import keras
+
+    from kerasbert.data import tables
+    from kerasbert.preprocessing import BertPreprocessor
+
+    data = SHARED / "data" / "glue_sst2"
+    train = tables.read_examples(data / "train.tsv")
+    dev = tables.read_examples(data / "dev.tsv")
+    preprocessor = BertPreprocessor(str(vocab), sequence_length=args.max_seq_length)
+    size = preprocessor.vocabulary_size
+
+    def features(texts):
+        x = preprocessor(tf.constant(texts))
+        ids = tf.ragged.boolean_mask(x["token_ids"], x["padding_mask"])
+        return tf.cast(tf.math.bincount(ids, minlength=size, maxlength=size, axis=-1) > 0,
+                       "float32").numpy()
+
+    x_train, x_dev = features(train.texts[: args.sst2_examples]), features(dev.texts)
+    y_train = np.array([int(v) for v in train.labels[: args.sst2_examples]])
+    y_dev = np.array([int(v) for v in dev.labels])
+    by_l2 = {}
+    for l2 in l2_grid:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((size,)), keras.layers.Dense(
+            2, kernel_regularizer=keras.regularizers.l2(l2))])
+        model.compile(keras.optimizers.Adam(1e-2),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+        model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
+        by_l2[f"{l2:g}"] = float(model.evaluate(x_dev, y_dev, verbose=0)[1])
+    best = max(by_l2, key=by_l2.get)
+    print(f"SST-2 bag-of-words logistic regression: dev accuracy {by_l2[best]:.4f} "
+          f"(l2 {best})", flush=True)
+    return {"accuracy": by_l2[best], "best_l2": float(best), "by_l2": by_l2}
+
+
 def finetune_sst2(pretrained, vocab, out, args):
     """SST-2 dev metrics of tiny BERT fine-tuned from `pretrained` and from
     random init (same vocabulary and sizes), for each learning rate and seed."""
@@ -266,6 +318,48 @@ def finetune_sst2(pretrained, vocab, out, args):
     return results
 
 
+def evaluate_sst2(pretrained, vocab_path, out, args):
+    """The SST-2 comparison: both fine-tuned arms, the frozen-feature probe
+    and the bag-of-words reference."""
+    sst2 = finetune_sst2(pretrained, vocab_path, out / "sst2", args)
+    sst2["linear_probe_on_frozen_features"] = frozen_features_sst2(pretrained, args)
+    sst2["bag_of_words_logistic_regression"] = bag_of_words_sst2(vocab_path, args)
+    return {
+        "sst2": sst2,
+        "sst2_setup": (
+            f"first {args.sst2_examples} SST-2 train sentences, {args.sst2_epochs:g} epochs, "
+            f"batch 32, seq {args.max_seq_length}, seeds {args.sst2_seeds}, both arms on the "
+            f"same vocabulary; dev accuracy (872) after the last epoch, mean over the seeds "
+            f"at each arm's best lr of {args.sst2_lrs}"
+        ),
+    }
+
+
+def sst2_only(args):
+    """`--pretrained DIR`: the SST-2 comparison for an encoder pretrained
+    earlier (e.g. `<output_dir>/pretrained` of a previous run), without
+    pretraining again. Results go to `pretraining_sst2_eval_<examples>.json`."""
+    from kerasbert.modeling.checkpoints import load_checkpoint
+
+    if not (SHARED / "data" / "glue_sst2").is_dir():
+        sys.exit(f"missing {SHARED / 'data' / 'glue_sst2'} (needs ../shared beside the repo)")
+    checkpoint = load_checkpoint(args.pretrained)
+    if checkpoint.backbone.num_layers != 2 or checkpoint.backbone.hidden_dim != 128:
+        sys.exit(f"--pretrained {args.pretrained}: not a tiny (2 x 128) encoder; the "
+                 "random-init arm is tiny")
+    out = Path(args.output_dir or tempfile.mkdtemp(prefix="bench_pretraining_sst2_"))
+    results = {
+        "pretrained": str(args.pretrained),
+        "command": " ".join(["python", "benchmarks/bench_pretraining.py"] + sys.argv[1:]),
+        "load_average_1_5_15min_at_start": [round(x, 2) for x in os.getloadavg()],
+        **evaluate_sst2(args.pretrained, checkpoint.vocabulary_path, out, args),
+    }
+    path = RESULTS / f"pretraining_sst2_eval_{args.sst2_examples}.json"
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {path}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=15, help="training budget (<= 20)")
@@ -283,6 +377,11 @@ def main():
     p.add_argument("--masked_lm_prob", type=float, default=0.15)
     p.add_argument("--dupe_factor", type=int, default=5,
                    help="pairings of the corpus per epoch (masks are fresh every epoch)")
+    p.add_argument("--seed", type=int, default=12345,
+                   help="pretraining seed: initialisation, pairing, masking, dropout (the "
+                        "pretrain default)")
+    p.add_argument("--tag", default="",
+                   help="suffix of the results files, to keep several runs side by side")
     p.add_argument("--output_dir", default=None, help="default: a temporary folder")
     p.add_argument("--finetune_sst2", action="store_true")
     p.add_argument("--sst2_examples", type=int, default=8000)
@@ -293,7 +392,13 @@ def main():
                    help="also pretrain on the text of the SST-2 training rows outside the "
                         "labelled subset (see the module docstring)")
     p.add_argument("--sst2_phrases_per_document", type=int, default=8)
+    p.add_argument("--pretrained", default=None,
+                   help="skip pretraining: run the SST-2 comparison (implies --finetune_sst2) "
+                        "for this earlier run's <output_dir>/pretrained")
     args = p.parse_args()
+    if args.pretrained:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        return sst2_only(args)
     if args.minutes > 20:
         p.error("--minutes must be at most 20")
     for path in (args.corpus, args.vocab):
@@ -315,6 +420,8 @@ def main():
                         f"({sum(map(len, extra))} phrases, {len(extra)} pseudo-documents)")
         train_articles = train_articles + extra
         stem = "pretraining_sst2_unlabelled"
+    if args.tag:
+        stem += f"_{args.tag}"
     train_file = write_bert_format(train_articles, out / "train_articles.txt")
     heldout_file = write_bert_format(heldout_articles, out / "heldout_articles.txt")
     start = time.perf_counter()
@@ -348,7 +455,7 @@ def main():
             "--num_warmup_steps", max(1, int(steps * args.warmup_fraction)),
             "--learning_rate", args.learning_rate, "--dupe_factor", args.dupe_factor,
             "--dropout", args.dropout, "--masked_lm_prob", args.masked_lm_prob,
-            "--save_checkpoints_steps", 100000, "--log_steps", 250,
+            "--save_checkpoints_steps", 100000, "--log_steps", 250, "--seed", args.seed,
         ]])
 
     def trainer_for(steps, output_dir, verbose):
@@ -411,7 +518,7 @@ def main():
             "learning_rate": args.learning_rate, "warmup_fraction": args.warmup_fraction,
             "masked_lm_prob": args.masked_lm_prob, "dropout": args.dropout,
             "command": " ".join(["python", "benchmarks/bench_pretraining.py"] + sys.argv[1:]),
-            "dupe_factor": args.dupe_factor, "steps": history["steps"],
+            "dupe_factor": args.dupe_factor, "seed": args.seed, "steps": history["steps"],
             "minutes": round(history["seconds"] / 60, 2), "jit_compile": True,
         },
         "throughput": {
@@ -447,14 +554,7 @@ def main():
     )
     pretrained = trainer.save_pretrained(str(out / "pretrained"))
     if args.finetune_sst2:
-        results["sst2"] = finetune_sst2(pretrained, vocab_path, out / "sst2", args)
-        results["sst2"]["linear_probe_on_frozen_features"] = frozen_features_sst2(pretrained, args)
-        results["sst2_setup"] = (
-            f"first {args.sst2_examples} SST-2 train sentences, {args.sst2_epochs:g} epochs, "
-            f"batch 32, seq {args.max_seq_length}, seeds {args.sst2_seeds}, both arms on the "
-            f"same vocabulary; dev accuracy (872) after the last epoch, mean over the seeds "
-            f"at each arm's best lr of {args.sst2_lrs}"
-        )
+        results.update(evaluate_sst2(pretrained, vocab_path, out, args))
         results["machine"]["load_average_1_5_15min_at_end"] = [
             round(x, 2) for x in os.getloadavg()
         ]
