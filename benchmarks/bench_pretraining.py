@@ -338,7 +338,7 @@ def evaluate_sst2(pretrained, vocab_path, out, args):
 def sst2_only(args):
     """`--pretrained DIR`: the SST-2 comparison for an encoder pretrained
     earlier (e.g. `<output_dir>/pretrained` of a previous run), without
-    pretraining again. Results go to `pretraining_sst2_eval_<examples>.json`."""
+    pretraining again. Results go to `pretraining_sst2_eval_<examples>[_<tag>].json`."""
     from kerasbert.modeling.checkpoints import load_checkpoint
 
     if not (SHARED / "data" / "glue_sst2").is_dir():
@@ -354,7 +354,7 @@ def sst2_only(args):
         "load_average_1_5_15min_at_start": [round(x, 2) for x in os.getloadavg()],
         **evaluate_sst2(args.pretrained, checkpoint.vocabulary_path, out, args),
     }
-    path = RESULTS / f"pretraining_sst2_eval_{args.sst2_examples}.json"
+    path = RESULTS / f"pretraining_sst2_eval_{args.sst2_examples}{'_' + args.tag if args.tag else ''}.json"
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"wrote {path}")
