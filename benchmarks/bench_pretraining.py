@@ -51,6 +51,7 @@ Runs by hand, not in CI:
 """
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -174,12 +175,53 @@ def write_bert_format(articles, path):
     return str(path)
 
 
+SST2 = SHARED / "data" / "glue_sst2"
+
+
+@functools.cache
+def sst2_split(split):
+    """SST-2 `train` or `dev` as `kerasbert.data.tables.Examples`, read once
+    for the whole run."""
+    from kerasbert.data import tables
+
+    return tables.read_examples(SST2 / f"{split}.tsv")
+
+
+def sst2_labelled(args):
+    """(train texts, train labels, dev texts, dev labels) of the comparison:
+    the first `--sst2_examples` training rows and the whole dev set."""
+    train, dev = sst2_split("train"), sst2_split("dev")
+    return (train.texts[: args.sst2_examples],
+            np.array([int(v) for v in train.labels[: args.sst2_examples]]),
+            dev.texts, np.array([int(v) for v in dev.labels]))
+
+
+def logistic_regression_accuracy(x_train, y_train, x_dev, y_dev, epochs, batch_size,
+                                 l2=None, seed=None):
+    """Dev accuracy of a 2-class logistic regression (Adam 1e-2) on fixed
+    features; `l2` adds weight regularisation, `seed` reseeds Keras first."""
+    import keras
+
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dense(
+        2, kernel_regularizer=keras.regularizers.l2(l2) if l2 else None)])
+    model.compile(keras.optimizers.Adam(1e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
+    return float(model.evaluate(x_dev, y_dev, verbose=0)[1])
+
+
+def results_stem(stem, args):
+    """`stem`, suffixed with `_<--tag>` when one is given."""
+    return f"{stem}_{args.tag}" if args.tag else stem
+
+
 def sst2_unlabelled_documents(skip, per_document):
     """SST-2 training rows from `skip` on as pseudo-documents of sentences
     (their labels are not used)."""
-    from kerasbert.data import tables
-
-    rows = tables.read_examples(SHARED / "data" / "glue_sst2" / "train.tsv").texts[skip:]
+    rows = sst2_split("train").texts[skip:]
     rows = [r.strip() for r in rows if r.strip()]
     return [rows[i:i + per_document] for i in range(0, len(rows), per_document)]
 
@@ -191,15 +233,11 @@ def frozen_features_sst2(pretrained, args, epochs=30):
     sentiment, before fine-tuning can change it."""
     import keras
 
-    from kerasbert.data import tables
     from kerasbert.modeling import build_encoder
     from kerasbert.modeling.checkpoints import load_checkpoint
     from kerasbert.preprocessing import BertPreprocessor
     from kerasbert.tasks import build_embedding_model
 
-    data = SHARED / "data" / "glue_sst2"
-    train = tables.read_examples(data / "train.tsv")
-    dev = tables.read_examples(data / "dev.tsv")
     checkpoint = load_checkpoint(pretrained)
     preprocessor = BertPreprocessor(checkpoint.vocabulary_path, sequence_length=args.max_seq_length)
     keras.utils.set_random_seed(0)
@@ -212,19 +250,13 @@ def frozen_features_sst2(pretrained, args, epochs=30):
             for i in range(0, len(texts), 256)
         ])
 
-    y_train = np.array([int(v) for v in train.labels[: args.sst2_examples]])
-    y_dev = np.array([int(v) for v in dev.labels])
+    train_texts, y_train, dev_texts, y_dev = sst2_labelled(args)
     results = {}
     for arm, encoder in (("pretrained", checkpoint.backbone), ("random_init", random_init)):
-        x_train = features(encoder, train.texts[: args.sst2_examples])
-        x_dev = features(encoder, dev.texts)
+        x_train, x_dev = features(encoder, train_texts), features(encoder, dev_texts)
         mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-        probe = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dense(2)])
-        probe.compile(keras.optimizers.Adam(1e-2),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
-        probe.fit((x_train - mean) / std, y_train, epochs=epochs, batch_size=256, verbose=0)
-        results[arm] = float(probe.evaluate((x_dev - mean) / std, y_dev, verbose=0)[1])
+        results[arm] = logistic_regression_accuracy(
+            (x_train - mean) / std, y_train, (x_dev - mean) / std, y_dev, epochs, 256)
         print(f"SST-2 linear probe on frozen {arm} features: dev accuracy {results[arm]:.4f}",
               flush=True)
     return results
@@ -240,14 +272,8 @@ def bag_of_words_sst2(vocab, args, l2_grid=(1e-4, 1e-3), epochs=10):
     does no better than this has learned only which words carry sentiment,
     and pretraining could help it only through what it knows about words
     the labels do not cover, or about composition."""
-    import keras
-
-    from kerasbert.data import tables
     from kerasbert.preprocessing import BertPreprocessor
 
-    data = SHARED / "data" / "glue_sst2"
-    train = tables.read_examples(data / "train.tsv")
-    dev = tables.read_examples(data / "dev.tsv")
     preprocessor = BertPreprocessor(str(vocab), sequence_length=args.max_seq_length)
     size = preprocessor.vocabulary_size
 
@@ -257,19 +283,13 @@ def bag_of_words_sst2(vocab, args, l2_grid=(1e-4, 1e-3), epochs=10):
         return tf.cast(tf.math.bincount(ids, minlength=size, maxlength=size, axis=-1) > 0,
                        "float32").numpy()
 
-    x_train, x_dev = features(train.texts[: args.sst2_examples]), features(dev.texts)
-    y_train = np.array([int(v) for v in train.labels[: args.sst2_examples]])
-    y_dev = np.array([int(v) for v in dev.labels])
-    by_l2 = {}
-    for l2 in l2_grid:
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((size,)), keras.layers.Dense(
-            2, kernel_regularizer=keras.regularizers.l2(l2))])
-        model.compile(keras.optimizers.Adam(1e-2),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
-        model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
-        by_l2[f"{l2:g}"] = float(model.evaluate(x_dev, y_dev, verbose=0)[1])
+    train_texts, y_train, dev_texts, y_dev = sst2_labelled(args)
+    x_train, x_dev = features(train_texts), features(dev_texts)
+    by_l2 = {
+        f"{l2:g}": logistic_regression_accuracy(
+            x_train, y_train, x_dev, y_dev, epochs, 64, l2=l2, seed=0)
+        for l2 in l2_grid
+    }
     best = max(by_l2, key=by_l2.get)
     print(f"SST-2 bag-of-words logistic regression: dev accuracy {by_l2[best]:.4f} "
           f"(l2 {best})", flush=True)
@@ -281,9 +301,8 @@ def finetune_sst2(pretrained, vocab, out, args):
     random init (same vocabulary and sizes), for each learning rate and seed."""
     from kerasbert.training import finetune
 
-    data = SHARED / "data" / "glue_sst2"
     common = [
-        "--train_file", data / "train.tsv", "--dev_file", data / "dev.tsv",
+        "--train_file", SST2 / "train.tsv", "--dev_file", SST2 / "dev.tsv",
         "--max_train_examples", args.sst2_examples, "--epochs", args.sst2_epochs,
         "--batch_size", 32, "--sequence_length", args.max_seq_length, "--model_size", "tiny",
         "--no_export", "--quiet",
@@ -341,8 +360,8 @@ def sst2_only(args):
     pretraining again. Results go to `pretraining_sst2_eval_<examples>[_<tag>].json`."""
     from kerasbert.modeling.checkpoints import load_checkpoint
 
-    if not (SHARED / "data" / "glue_sst2").is_dir():
-        sys.exit(f"missing {SHARED / 'data' / 'glue_sst2'} (needs ../shared beside the repo)")
+    if not SST2.is_dir():
+        sys.exit(f"missing {SST2} (needs ../shared beside the repo)")
     checkpoint = load_checkpoint(args.pretrained)
     if checkpoint.backbone.num_layers != 2 or checkpoint.backbone.hidden_dim != 128:
         sys.exit(f"--pretrained {args.pretrained}: not a tiny (2 x 128) encoder; the "
@@ -354,7 +373,7 @@ def sst2_only(args):
         "load_average_1_5_15min_at_start": [round(x, 2) for x in os.getloadavg()],
         **evaluate_sst2(args.pretrained, checkpoint.vocabulary_path, out, args),
     }
-    path = RESULTS / f"pretraining_sst2_eval_{args.sst2_examples}{'_' + args.tag if args.tag else ''}.json"
+    path = RESULTS / f"{results_stem(f'pretraining_sst2_eval_{args.sst2_examples}', args)}.json"
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"wrote {path}")
@@ -396,15 +415,14 @@ def main():
                    help="skip pretraining: run the SST-2 comparison (implies --finetune_sst2) "
                         "for this earlier run's <output_dir>/pretrained")
     args = p.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
     if args.pretrained:
-        RESULTS.mkdir(parents=True, exist_ok=True)
         return sst2_only(args)
     if args.minutes > 20:
         p.error("--minutes must be at most 20")
     for path in (args.corpus, args.vocab):
         if path and not os.path.exists(path):
             sys.exit(f"missing {path} (needs ../shared beside the repo)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out = Path(args.output_dir or tempfile.mkdtemp(prefix="bench_pretraining_"))
     out.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()
@@ -420,8 +438,7 @@ def main():
                         f"({sum(map(len, extra))} phrases, {len(extra)} pseudo-documents)")
         train_articles = train_articles + extra
         stem = "pretraining_sst2_unlabelled"
-    if args.tag:
-        stem += f"_{args.tag}"
+    stem = results_stem(stem, args)
     train_file = write_bert_format(train_articles, out / "train_articles.txt")
     heldout_file = write_bert_format(heldout_articles, out / "heldout_articles.txt")
     start = time.perf_counter()
