@@ -30,14 +30,15 @@ logistic regression on WordPiece bag-of-words features of the same labelled
 rows is the reference point for both arms.
 
 `--sst2_unlabelled` adds the *text* of the SST-2 training rows that are not
-in the labelled subset (rows `--sst2_examples` onwards; their labels are
-not used) to the pretraining corpus: the usual semi-supervised set-up of a
-few labelled and many unlabelled in-domain sentences ("task-adaptive
-pretraining", Gururangan et al. 2020). SST-2's rows are shuffled phrases, not
-documents, so they are grouped into pseudo-documents of
-`--sst2_phrases_per_document` rows for NSP. The held-out MLM/NSP figures stay
-on the held-out WikiText articles, and the vocabulary is learned from the
-whole pretraining corpus; the random-init arm uses the same vocabulary.
+in the labelled subset (rows `--sst2_examples` onwards, or from
+`--sst2_unlabelled_from`; their labels are not used) to the pretraining
+corpus: the usual semi-supervised set-up of a few labelled and many
+unlabelled in-domain sentences ("task-adaptive pretraining", Gururangan et
+al. 2020). SST-2's rows are shuffled phrases, not documents, so they are
+grouped into pseudo-documents of `--sst2_phrases_per_document` rows for NSP.
+The held-out MLM/NSP figures stay on the held-out WikiText articles, and the
+vocabulary is learned from the whole pretraining corpus; the random-init arm
+uses the same vocabulary.
 Results go to `pretraining_sst2_unlabelled.json`/`.png`.
 
 Runs by hand, not in CI:
@@ -53,6 +54,7 @@ Runs by hand, not in CI:
 import argparse
 import functools
 import json
+import math
 import os
 import re
 import sys
@@ -337,10 +339,89 @@ def finetune_sst2(pretrained, vocab, out, args):
     return results
 
 
+def dev_correct(weights, pretrained, vocab_path, args):
+    """Per-sentence correctness (bool `[872]`) on SST-2 dev of a fine-tuned
+    classifier rebuilt from its saved `model.weights.h5`: the pretrained arm
+    on `pretrained`'s architecture, the random-init arm on tiny."""
+    from kerasbert.modeling import build_encoder
+    from kerasbert.modeling.checkpoints import load_checkpoint
+    from kerasbert.preprocessing import BertPreprocessor
+    from kerasbert.tasks import TaskSpec, build_classifier
+
+    preprocessor = BertPreprocessor(str(vocab_path), sequence_length=args.max_seq_length)
+    if pretrained is not None:
+        encoder = load_checkpoint(pretrained).backbone
+    else:
+        encoder = build_encoder("tiny", preprocessor.vocabulary_size,
+                                max_sequence_length=max(512, args.max_seq_length))
+    model = build_classifier(encoder, TaskSpec("classification", ["0", "1"]))
+    model.load_weights(str(weights))
+    _, _, dev_texts, y_dev = sst2_labelled(args)
+    logits = np.concatenate([
+        model(preprocessor(tf.constant(dev_texts[i:i + 256])), training=False).numpy()
+        for i in range(0, len(dev_texts), 256)
+    ])
+    return logits.argmax(-1) == y_dev
+
+
+def mcnemar_exact_p(b, c):
+    """Two-sided exact McNemar p-value: P(a count as lopsided as b vs c) under
+    Binomial(b + c, 1/2)."""
+    n = b + c
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
+    return min(1.0, 2 * tail / 2 ** n) if n else 1.0
+
+
+def paired_sst2(sst2_dir, pretrained, vocab_path, learning_rates, args, resamples=10000):
+    """Pretrained vs random init on the SAME dev sentences, seed by seed (the
+    two arms of a seed share the head's initialisation and the data order).
+
+    For each seed: how many dev sentences only one arm gets right, and the
+    exact two-sided McNemar p-value. Over the seeds: each sentence's accuracy
+    is averaged over the seeds, per arm, and a paired bootstrap over the 872
+    sentences gives a 95% interval for the difference of the two arms' mean
+    accuracies. That interval covers dev-set sampling and fine-tuning seeds,
+    not pretraining runs (compare several encoders for those)."""
+    learning_rates = {arm: f"{lr:g}" for arm, lr in learning_rates.items()}
+    correct = {arm: np.stack([
+        dev_correct(Path(sst2_dir) / f"{arm}_{learning_rates[arm]}_{seed}" / "model.weights.h5",
+                    pretrained if arm == "pretrained" else None, vocab_path, args)
+        for seed in args.sst2_seeds
+    ]) for arm in ("pretrained", "random_init")}
+    by_seed = {}
+    for i, seed in enumerate(args.sst2_seeds):
+        only_pretrained = int(np.sum(correct["pretrained"][i] & ~correct["random_init"][i]))
+        only_random = int(np.sum(~correct["pretrained"][i] & correct["random_init"][i]))
+        by_seed[str(seed)] = {
+            "accuracy_difference": float(correct["pretrained"][i].mean() - correct["random_init"][i].mean()),
+            "only_pretrained_right": only_pretrained,
+            "only_random_init_right": only_random,
+            "mcnemar_exact_p": mcnemar_exact_p(only_pretrained, only_random),
+        }
+    difference = correct["pretrained"].mean(0) - correct["random_init"].mean(0)
+    rng = np.random.default_rng(0)
+    boot = difference[rng.integers(0, len(difference), (resamples, len(difference)))].mean(1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    result = {
+        "learning_rates": learning_rates,
+        "seeds": list(args.sst2_seeds),
+        "mean_accuracy_difference": float(difference.mean()),
+        "bootstrap_95_interval": [float(low), float(high)],
+        "seeds_pretrained_ahead": sum(v["accuracy_difference"] > 0 for v in by_seed.values()),
+        "by_seed": by_seed,
+    }
+    print(f"SST-2 paired: pretrained - random init = {difference.mean():+.4f} "
+          f"(95% bootstrap interval {low:+.4f} .. {high:+.4f})", flush=True)
+    return result
+
+
 def evaluate_sst2(pretrained, vocab_path, out, args):
     """The SST-2 comparison: both fine-tuned arms, the frozen-feature probe
     and the bag-of-words reference."""
     sst2 = finetune_sst2(pretrained, vocab_path, out / "sst2", args)
+    sst2["paired"] = paired_sst2(
+        out / "sst2", pretrained, vocab_path,
+        {arm: sst2[arm]["best_learning_rate"] for arm in ("pretrained", "random_init")}, args)
     sst2["linear_probe_on_frozen_features"] = frozen_features_sst2(pretrained, args)
     sst2["bag_of_words_logistic_regression"] = bag_of_words_sst2(vocab_path, args)
     return {
@@ -379,6 +460,38 @@ def sst2_only(args):
     print(f"wrote {path}")
 
 
+def rescore(args, parser):
+    """`--rescore OUTPUT_DIR`: `paired_sst2` for the fine-tuned weights an
+    earlier run saved, without fine-tuning again. Results go to
+    `pretraining_sst2_paired[_<tag>].json`."""
+    from kerasbert.modeling.checkpoints import load_checkpoint
+
+    if len(args.sst2_lrs) != 1:
+        parser.error("--rescore compares both arms at one learning rate: pass --sst2_lrs LR")
+    pretrained = args.pretrained or str(Path(args.rescore) / "pretrained")
+    if not (Path(args.rescore) / "sst2").is_dir():
+        parser.error(f"--rescore {args.rescore}: no sst2/ folder of fine-tuned runs in it")
+    missing = [f"{arm}_{args.sst2_lrs[0]:g}_{seed}" for arm in ("pretrained", "random_init")
+               for seed in args.sst2_seeds
+               if not (Path(args.rescore) / "sst2" / f"{arm}_{args.sst2_lrs[0]:g}_{seed}"
+                       / "model.weights.h5").is_file()]
+    if missing:
+        parser.error(f"--rescore {args.rescore}: no model.weights.h5 in sst2/ for {', '.join(missing)} "
+                     "(check --sst2_lrs and --sst2_seeds)")
+    vocab_path = load_checkpoint(pretrained).vocabulary_path
+    results = {
+        "sst2_dir": str(Path(args.rescore) / "sst2"),
+        "pretrained": pretrained,
+        "command": " ".join(["python", "benchmarks/bench_pretraining.py"] + sys.argv[1:]),
+        "paired": paired_sst2(Path(args.rescore) / "sst2", pretrained, vocab_path,
+                              dict.fromkeys(("pretrained", "random_init"), args.sst2_lrs[0]), args),
+    }
+    path = RESULTS / f"{results_stem('pretraining_sst2_paired', args)}.json"
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {path}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=15, help="training budget (<= 20)")
@@ -410,12 +523,22 @@ def main():
     p.add_argument("--sst2_unlabelled", action="store_true",
                    help="also pretrain on the text of the SST-2 training rows outside the "
                         "labelled subset (see the module docstring)")
+    p.add_argument("--sst2_unlabelled_from", type=int, default=None,
+                   help="first SST-2 training row whose text --sst2_unlabelled adds (default: "
+                        "--sst2_examples); e.g. 8000 to pretrain as the 8,000-label runs did "
+                        "and then fine-tune on all 67,349 labels")
     p.add_argument("--sst2_phrases_per_document", type=int, default=8)
     p.add_argument("--pretrained", default=None,
                    help="skip pretraining: run the SST-2 comparison (implies --finetune_sst2) "
                         "for this earlier run's <output_dir>/pretrained")
+    p.add_argument("--rescore", default=None, metavar="OUTPUT_DIR",
+                   help="only the paired dev comparison, from the fine-tuned weights an earlier "
+                        "run left in OUTPUT_DIR/sst2 (its encoder: --pretrained, default "
+                        "OUTPUT_DIR/pretrained; one --sst2_lrs value; its --sst2_seeds)")
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.rescore:
+        return rescore(args, p)
     if args.pretrained:
         return sst2_only(args)
     if args.minutes > 20:
@@ -433,8 +556,9 @@ def main():
     corpus_name += f"{len(train_articles)} training / {len(heldout_articles)} held-out"
     stem = "pretraining"
     if args.sst2_unlabelled:
-        extra = sst2_unlabelled_documents(args.sst2_examples, args.sst2_phrases_per_document)
-        corpus_name += (f"; plus the text of SST-2 train rows {args.sst2_examples}+ "
+        first = args.sst2_examples if args.sst2_unlabelled_from is None else args.sst2_unlabelled_from
+        extra = sst2_unlabelled_documents(first, args.sst2_phrases_per_document)
+        corpus_name += (f"; plus the text of SST-2 train rows {first}+ "
                         f"({sum(map(len, extra))} phrases, {len(extra)} pseudo-documents)")
         train_articles = train_articles + extra
         stem = "pretraining_sst2_unlabelled"
