@@ -220,6 +220,19 @@ def results_stem(stem, args):
     return f"{stem}_{args.tag}" if args.tag else stem
 
 
+def command_line():
+    """This run's command, as recorded in the results."""
+    return " ".join(["python", "benchmarks/bench_pretraining.py"] + sys.argv[1:])
+
+
+def write_results(stem, results):
+    """`results` as `benchmarks/results/<stem>.json`; returns the path."""
+    path = RESULTS / f"{stem}.json"
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    return path
+
+
 def sst2_unlabelled_documents(skip, per_document):
     """SST-2 training rows from `skip` on as pseudo-documents of sentences
     (their labels are not used)."""
@@ -298,6 +311,11 @@ def bag_of_words_sst2(vocab, args, l2_grid=(1e-4, 1e-3), epochs=10):
     return {"accuracy": by_l2[best], "best_l2": float(best), "by_l2": by_l2}
 
 
+def run_dir(sst2_dir, arm, lr, seed):
+    """The folder of one SST-2 fine-tune (`<arm>_<lr>_<seed>`)."""
+    return Path(sst2_dir) / f"{arm}_{float(lr):g}_{seed}"
+
+
 def finetune_sst2(pretrained, vocab, out, args):
     """SST-2 dev metrics of tiny BERT fine-tuned from `pretrained` and from
     random init (same vocabulary and sizes), for each learning rate and seed."""
@@ -318,7 +336,7 @@ def finetune_sst2(pretrained, vocab, out, args):
             for seed in args.sst2_seeds:
                 argv = common + extra + [
                     "--learning_rate", lr, "--seed", seed,
-                    "--output_dir", out / f"{arm}_{lr:g}_{seed}",
+                    "--output_dir", run_dir(out, arm, lr, seed),
                 ]
                 start = time.perf_counter()
                 r = finetune.run(finetune.build_parser().parse_args([str(a) for a in argv]))
@@ -339,29 +357,16 @@ def finetune_sst2(pretrained, vocab, out, args):
     return results
 
 
-def dev_correct(weights, pretrained, vocab_path, args):
+def dev_correct(weights, encoder, dev_features, y_dev):
     """Per-sentence correctness (bool `[872]`) on SST-2 dev of a fine-tuned
-    classifier rebuilt from its saved `model.weights.h5`: the pretrained arm
-    on `pretrained`'s architecture, the random-init arm on tiny."""
-    from kerasbert.modeling import build_encoder
-    from kerasbert.modeling.checkpoints import load_checkpoint
-    from kerasbert.preprocessing import BertPreprocessor
+    classifier rebuilt on `encoder` (its architecture) from the
+    `model.weights.h5` the fine-tune saved. `dev_features` is the
+    preprocessed dev set."""
     from kerasbert.tasks import TaskSpec, build_classifier
 
-    preprocessor = BertPreprocessor(str(vocab_path), sequence_length=args.max_seq_length)
-    if pretrained is not None:
-        encoder = load_checkpoint(pretrained).backbone
-    else:
-        encoder = build_encoder("tiny", preprocessor.vocabulary_size,
-                                max_sequence_length=max(512, args.max_seq_length))
     model = build_classifier(encoder, TaskSpec("classification", ["0", "1"]))
     model.load_weights(str(weights))
-    _, _, dev_texts, y_dev = sst2_labelled(args)
-    logits = np.concatenate([
-        model(preprocessor(tf.constant(dev_texts[i:i + 256])), training=False).numpy()
-        for i in range(0, len(dev_texts), 256)
-    ])
-    return logits.argmax(-1) == y_dev
+    return model(dev_features, training=False).numpy().argmax(-1) == y_dev
 
 
 def mcnemar_exact_p(b, c):
@@ -381,13 +386,35 @@ def paired_sst2(sst2_dir, pretrained, vocab_path, learning_rates, args, resample
     is averaged over the seeds, per arm, and a paired bootstrap over the 872
     sentences gives a 95% interval for the difference of the two arms' mean
     accuracies. That interval covers dev-set sampling and fine-tuning seeds,
-    not pretraining runs (compare several encoders for those)."""
-    learning_rates = {arm: f"{lr:g}" for arm, lr in learning_rates.items()}
-    correct = {arm: np.stack([
-        dev_correct(Path(sst2_dir) / f"{arm}_{learning_rates[arm]}_{seed}" / "model.weights.h5",
-                    pretrained if arm == "pretrained" else None, vocab_path, args)
-        for seed in args.sst2_seeds
-    ]) for arm in ("pretrained", "random_init")}
+    not pretraining runs (compare several encoders for those).
+
+    The classifiers are rebuilt from the weights each fine-tune saved, also
+    right after fine-tuning, so that `--rescore` and a full run compute these
+    figures the same way (a few seconds per model).
+
+    Raises:
+        FileNotFoundError: a fine-tune's `model.weights.h5` is missing.
+    """
+    from kerasbert.modeling import build_encoder
+    from kerasbert.modeling.checkpoints import load_checkpoint
+    from kerasbert.preprocessing import BertPreprocessor
+
+    weights = {arm: [run_dir(sst2_dir, arm, learning_rates[arm], seed) / "model.weights.h5"
+                     for seed in args.sst2_seeds] for arm in ("pretrained", "random_init")}
+    missing = [str(w.parent.name) for paths in weights.values() for w in paths if not w.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no model.weights.h5 in {sst2_dir} for {', '.join(missing)}")
+    preprocessor = BertPreprocessor(str(vocab_path), sequence_length=args.max_seq_length)
+    dev = sst2_split("dev")
+    dev_features = preprocessor(tf.constant(dev.texts))
+    y_dev = np.array([int(v) for v in dev.labels])
+    encoders = {
+        "pretrained": lambda: load_checkpoint(pretrained).backbone,
+        "random_init": lambda: build_encoder("tiny", preprocessor.vocabulary_size,
+                                             max_sequence_length=max(512, args.max_seq_length)),
+    }
+    correct = {arm: np.stack([dev_correct(w, encoders[arm](), dev_features, y_dev) for w in paths])
+               for arm, paths in weights.items()}
     by_seed = {}
     for i, seed in enumerate(args.sst2_seeds):
         only_pretrained = int(np.sum(correct["pretrained"][i] & ~correct["random_init"][i]))
@@ -403,7 +430,7 @@ def paired_sst2(sst2_dir, pretrained, vocab_path, learning_rates, args, resample
     boot = difference[rng.integers(0, len(difference), (resamples, len(difference)))].mean(1)
     low, high = np.percentile(boot, [2.5, 97.5])
     result = {
-        "learning_rates": learning_rates,
+        "learning_rates": {arm: f"{lr:g}" for arm, lr in learning_rates.items()},
         "seeds": list(args.sst2_seeds),
         "mean_accuracy_difference": float(difference.mean()),
         "bootstrap_95_interval": [float(low), float(high)],
@@ -450,14 +477,11 @@ def sst2_only(args):
     out = Path(args.output_dir or tempfile.mkdtemp(prefix="bench_pretraining_sst2_"))
     results = {
         "pretrained": str(args.pretrained),
-        "command": " ".join(["python", "benchmarks/bench_pretraining.py"] + sys.argv[1:]),
+        "command": command_line(),
         "load_average_1_5_15min_at_start": [round(x, 2) for x in os.getloadavg()],
         **evaluate_sst2(args.pretrained, checkpoint.vocabulary_path, out, args),
     }
-    path = RESULTS / f"{results_stem(f'pretraining_sst2_eval_{args.sst2_examples}', args)}.json"
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {path}")
+    print(f"wrote {write_results(results_stem(f'pretraining_sst2_eval_{args.sst2_examples}', args), results)}")
 
 
 def rescore(args, parser):
@@ -469,27 +493,15 @@ def rescore(args, parser):
     if len(args.sst2_lrs) != 1:
         parser.error("--rescore compares both arms at one learning rate: pass --sst2_lrs LR")
     pretrained = args.pretrained or str(Path(args.rescore) / "pretrained")
-    if not (Path(args.rescore) / "sst2").is_dir():
-        parser.error(f"--rescore {args.rescore}: no sst2/ folder of fine-tuned runs in it")
-    missing = [f"{arm}_{args.sst2_lrs[0]:g}_{seed}" for arm in ("pretrained", "random_init")
-               for seed in args.sst2_seeds
-               if not (Path(args.rescore) / "sst2" / f"{arm}_{args.sst2_lrs[0]:g}_{seed}"
-                       / "model.weights.h5").is_file()]
-    if missing:
-        parser.error(f"--rescore {args.rescore}: no model.weights.h5 in sst2/ for {', '.join(missing)} "
-                     "(check --sst2_lrs and --sst2_seeds)")
-    vocab_path = load_checkpoint(pretrained).vocabulary_path
-    results = {
-        "sst2_dir": str(Path(args.rescore) / "sst2"),
-        "pretrained": pretrained,
-        "command": " ".join(["python", "benchmarks/bench_pretraining.py"] + sys.argv[1:]),
-        "paired": paired_sst2(Path(args.rescore) / "sst2", pretrained, vocab_path,
-                              dict.fromkeys(("pretrained", "random_init"), args.sst2_lrs[0]), args),
-    }
-    path = RESULTS / f"{results_stem('pretraining_sst2_paired', args)}.json"
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {path}")
+    sst2_dir = Path(args.rescore) / "sst2"
+    try:
+        paired = paired_sst2(sst2_dir, pretrained, load_checkpoint(pretrained).vocabulary_path,
+                             dict.fromkeys(("pretrained", "random_init"), args.sst2_lrs[0]), args)
+    except FileNotFoundError as e:
+        parser.error(f"--rescore {args.rescore}: {e} (check --sst2_lrs and --sst2_seeds)")
+    results = {"sst2_dir": str(sst2_dir), "pretrained": pretrained, "command": command_line(),
+               "paired": paired}
+    print(f"wrote {write_results(results_stem('pretraining_sst2_paired', args), results)}")
 
 
 def main():
@@ -658,7 +670,7 @@ def main():
             "max_seq_length": args.max_seq_length, "global_batch": args.batch_size,
             "learning_rate": args.learning_rate, "warmup_fraction": args.warmup_fraction,
             "masked_lm_prob": args.masked_lm_prob, "dropout": args.dropout,
-            "command": " ".join(["python", "benchmarks/bench_pretraining.py"] + sys.argv[1:]),
+            "command": command_line(),
             "dupe_factor": args.dupe_factor, "seed": args.seed, "steps": history["steps"],
             "minutes": round(history["seconds"] / 60, 2), "jit_compile": True,
         },
@@ -699,9 +711,7 @@ def main():
         results["machine"]["load_average_1_5_15min_at_end"] = [
             round(x, 2) for x in os.getloadavg()
         ]
-    with open(RESULTS / f"{stem}.json", "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {RESULTS / (stem + '.json')} and {RESULTS / (stem + '_loss.png')}")
+    print(f"wrote {write_results(stem, results)} and {RESULTS / (stem + '_loss.png')}")
 
 
 if __name__ == "__main__":
