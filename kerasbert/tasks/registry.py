@@ -1,0 +1,21 @@
+"""Which modules define tasks. Importing one registers its `Task` classes."""
+
+import importlib
+
+# In `--task` order (the first is the default).
+TASK_MODULES = (
+    "kerasbert.tasks.classification",  # classification, regression
+    "kerasbert.tasks.embedding",
+    "kerasbert.tasks.token_classification",
+)
+
+_loaded = False
+
+
+def load_all():
+    """Imports every task module once (idempotent)."""
+    global _loaded
+    if not _loaded:
+        for module in TASK_MODULES:
+            importlib.import_module(module)
+        _loaded = True

@@ -1,0 +1,1 @@
+"""Token classification (NER): placeholder until the task lands (registers nothing yet)."""
