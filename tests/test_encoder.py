@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from kerasbert.modeling import ENCODER_SIZES, build_encoder, encoder_config
+from kerasbert.modeling.encoder import derived_dims
 
 
 @pytest.mark.parametrize(
@@ -53,3 +54,34 @@ def test_custom_sizes_and_errors():
         encoder_config("custom")
     with pytest.raises(ValueError, match="divisible"):
         encoder_config("tiny", hidden_dim=100, num_heads=3)
+
+
+def test_overriding_hidden_dim_re_derives_heads_and_intermediate_size():
+    # The rule (heads = hidden/64, intermediate = 4 x hidden) is one function.
+    assert derived_dims(128) == (2, 512)
+    assert derived_dims(32) == (1, 128)
+    for size, shape in ENCODER_SIZES.items():
+        assert (shape.num_heads, shape.intermediate_dim) == derived_dims(shape.hidden_dim)
+    config = encoder_config("tiny", hidden_dim=256)
+    assert (config["num_layers"], config["hidden_dim"], config["num_heads"],
+            config["intermediate_dim"]) == (2, 256, 4, 1024)
+    # Given explicitly, they win; None (an unset flag) means "derive".
+    config = encoder_config("tiny", hidden_dim=256, num_heads=8, intermediate_dim=300)
+    assert (config["num_heads"], config["intermediate_dim"]) == (8, 300)
+    config = encoder_config("base", hidden_dim=512, num_heads=None, intermediate_dim=None)
+    assert (config["num_layers"], config["num_heads"], config["intermediate_dim"]) == (12, 8, 2048)
+    # Overriding only the layers keeps the named size's shape.
+    config = encoder_config("base", num_layers=2)
+    assert (config["num_heads"], config["intermediate_dim"]) == (12, 3072)
+    with pytest.raises(ValueError, match="num_heads defaults to hidden_dim // 64"):
+        encoder_config("tiny", hidden_dim=200)
+
+
+def test_pretrainer_uses_the_same_rule():
+    from kerasbert.training.pretrain import PretrainConfig, Pretrainer
+
+    config = PretrainConfig(output_dir="unused", vocabulary_size=50, hidden_dim=64,
+                            num_layers=1, max_seq_length=16, jit_compile=False)
+    backbone = Pretrainer(config, dataset_fn=None, verbose=False).backbone
+    assert (backbone.num_layers, backbone.hidden_dim, backbone.num_heads,
+            backbone.intermediate_dim) == (1, 64, 1, 256)

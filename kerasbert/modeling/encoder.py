@@ -14,20 +14,39 @@ import dataclasses
 from kerasbert.modeling.gelu_backbone import GeluBertBackbone
 
 
+# BERT's shape rule (google-research/bert's size table, Hugging Face's
+# `BertConfig`): one attention head per 64 hidden units, a feed-forward layer
+# 4x as wide as the hidden size. The one place it is written down.
+HEAD_SIZE = 64
+INTERMEDIATE_FACTOR = 4
+
+
+def derived_dims(hidden_dim):
+    """`(num_heads, intermediate_dim)` of BERT's rule for a hidden size.
+
+    >>> derived_dims(768)
+    (12, 3072)
+    >>> derived_dims(32)  # at least one head
+    (1, 128)
+    """
+    hidden_dim = int(hidden_dim)
+    return max(1, hidden_dim // HEAD_SIZE), INTERMEDIATE_FACTOR * hidden_dim
+
+
 @dataclasses.dataclass(frozen=True)
 class EncoderSize:
-    """Shape of a BERT encoder. Heads = hidden/64, intermediate = 4 x hidden."""
+    """Shape of a BERT encoder; heads and intermediate size by `derived_dims`."""
 
     num_layers: int
     hidden_dim: int
 
     @property
     def num_heads(self):
-        return max(1, self.hidden_dim // 64)
+        return derived_dims(self.hidden_dim)[0]
 
     @property
     def intermediate_dim(self):
-        return 4 * self.hidden_dim
+        return derived_dims(self.hidden_dim)[1]
 
 
 # Google's table (google-research/bert, "BERT-Tiny" ... "BERT-Large").
@@ -50,11 +69,22 @@ def encoder_config(size="tiny", vocabulary_size=30522, **overrides):
         vocabulary_size: rows of the token embedding (len of vocab.txt).
         **overrides: any `BertBackbone` argument (`num_layers`, `hidden_dim`,
             `num_heads`, `intermediate_dim`, `dropout`, `max_sequence_length`,
-            `num_segments`, `dtype`).
+            `num_segments`, `dtype`); `None` values are ignored. Overriding
+            `hidden_dim` re-derives `num_heads` and `intermediate_dim`
+            (`derived_dims`) unless they are given too.
+
+    Example:
+
+    >>> config = encoder_config("tiny", hidden_dim=256)
+    >>> config["num_layers"], config["num_heads"], config["intermediate_dim"]
+    (2, 4, 1024)
+    >>> encoder_config("tiny", hidden_dim=256, num_heads=8)["num_heads"]
+    8
 
     Raises:
         ValueError: for an unknown size or inconsistent dimensions.
     """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     if size == "custom":
         missing = [k for k in ("num_layers", "hidden_dim") if k not in overrides]
         if missing:
@@ -67,6 +97,10 @@ def encoder_config(size="tiny", vocabulary_size=30522, **overrides):
             f"unknown encoder size {size!r}; choose one of "
             f"{', '.join(ENCODER_SIZES)} or 'custom'"
         )
+    base = EncoderSize(
+        overrides.get("num_layers", base.num_layers),
+        overrides.get("hidden_dim", base.hidden_dim),
+    )
     config = dict(
         vocabulary_size=int(vocabulary_size),
         num_layers=base.num_layers,
@@ -77,11 +111,14 @@ def encoder_config(size="tiny", vocabulary_size=30522, **overrides):
         max_sequence_length=512,
         num_segments=2,
     )
-    config.update({k: v for k, v in overrides.items() if v is not None})
+    config.update(overrides)
     if config["hidden_dim"] % config["num_heads"]:
+        hint = "" if "num_heads" in overrides else (
+            f" (num_heads defaults to hidden_dim // {HEAD_SIZE}; give num_heads)"
+        )
         raise ValueError(
             f"hidden_dim {config['hidden_dim']} is not divisible by "
-            f"num_heads {config['num_heads']}"
+            f"num_heads {config['num_heads']}{hint}"
         )
     return config
 

@@ -45,6 +45,8 @@ import tensorflow as tf
 from kerasbert import cli
 from kerasbert.data import pretraining as data
 from kerasbert.modeling.encoder import ENCODER_SIZES
+from kerasbert.modeling.encoder import HEAD_SIZE
+from kerasbert.modeling.encoder import INTERMEDIATE_FACTOR
 from kerasbert.modeling.encoder import build_encoder
 from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
 from kerasbert.preprocessing.bert_preprocessor import load_vocabulary
@@ -169,9 +171,8 @@ class Pretrainer:
         if c.num_layers:
             overrides["num_layers"] = c.num_layers
         if c.hidden_dim:
+            # encoder_config re-derives heads and intermediate size.
             overrides["hidden_dim"] = c.hidden_dim
-            overrides["num_heads"] = max(1, c.hidden_dim // 64)
-            overrides["intermediate_dim"] = 4 * c.hidden_dim
         self.backbone = build_encoder(c.model_size, c.vocabulary_size, **overrides)
         self.model = build_pretraining_model(self.backbone)
         optimizer = create_optimizer(
@@ -543,7 +544,8 @@ def build_parser(prog="python -m kerasbert.train pretrain"):
     m.add_argument("--num_layers", type=int, default=None,
                    help="override the number of transformer layers")
     m.add_argument("--hidden_dim", type=int, default=None,
-                   help="override the hidden size (heads = hidden/64, intermediate = 4x)")
+                   help=f"override the hidden size (heads = hidden/{HEAD_SIZE}, "
+                        f"intermediate = {INTERMEDIATE_FACTOR}x)")
     m.add_argument("--dropout", type=float, default=0.1, help="dropout rate (default 0.1)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--train_batch_size", type=int, default=32,
