@@ -275,4 +275,43 @@ def test_help_documents_every_flag_and_bad_flags_are_one_line_errors(tmp_path, c
     argv = ["pretrain", *pretrain_argv(corpus, vocab, tmp_path / "o", "--train_batch_size", 6,
                                        "--gradient_accumulation_steps", 4)]
     assert cli.run(train.main, argv) == 2
-    assert "--train_batch_size" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: --train_batch_size 6 must be divisible by --gradient_accumulation_steps "
+        "(4) x replicas (1)\n"
+    )
+    argv = ["pretrain", *pretrain_argv(corpus, vocab, tmp_path / "o", "--hidden_dim", 200)]
+    assert cli.run(train.main, argv) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: --hidden_dim: hidden_dim 200 is not divisible by num_heads 3")
+    one_document = tmp_path / "one.txt"
+    one_document.write_text("alpha alpha . alpha alpha alpha .\n")
+    argv = ["pretrain", *pretrain_argv(one_document, vocab, tmp_path / "o")]
+    assert cli.run(train.main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --input_files: ") and "at least two" in err
+    assert err.count("\n") == 1
+    argv = ["pretrain", *pretrain_argv(corpus, vocab, tmp_path / "o", "--eval_files", one_document)]
+    argv[argv.index("--num_train_steps") + 1] = "1"
+    assert cli.run(train.main, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --eval_files: ") and "at least two" in err
+
+
+def test_library_errors_are_value_errors_without_flag_names(tmp_path):
+    config = pretrain.PretrainConfig(output_dir=str(tmp_path), vocabulary_size=30,
+                                     train_batch_size=6, gradient_accumulation_steps=4)
+    with pytest.raises(pretrain.BatchSizeError) as raised:
+        pretrain.Pretrainer(config, dataset_fn=None, verbose=False)
+    assert isinstance(raised.value, ValueError) and not isinstance(raised.value, cli.UsageError)
+    assert str(raised.value) == (
+        "train_batch_size 6 must be divisible by gradient_accumulation_steps (4) x replicas (1)")
+    corpus, vocab = write_corpus(tmp_path, documents=2)
+    args = pretrain.build_parser().parse_args(pretrain_argv(corpus, vocab, tmp_path / "o"))
+    dataset_fn = pretrain.pipeline_dataset_fn(args, [str(corpus)], 0.5, "heldout")
+    with pytest.raises(pretrain.CorpusError, match="at least two") as raised:
+        dataset_fn.instances()
+    assert isinstance(raised.value, ValueError) and "--" not in str(raised.value)
+    # The CLI message names the flags.
+    error = pretrain._usage_error(pretrain.NoSequencePairsError(["x.txt"], "heldout"), args)
+    assert str(error) == ("no heldout sequence pairs in ['x.txt'] (use --input_files with "
+                          "more text, or a smaller --holdout_fraction)")

@@ -48,6 +48,7 @@ from kerasbert.modeling.encoder import ENCODER_SIZES
 from kerasbert.modeling.encoder import HEAD_SIZE
 from kerasbert.modeling.encoder import INTERMEDIATE_FACTOR
 from kerasbert.modeling.encoder import build_encoder
+from kerasbert.modeling.encoder import encoder_config
 from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
 from kerasbert.preprocessing.bert_preprocessor import load_vocabulary
 from kerasbert.tasks.pretraining import build_pretraining_model
@@ -114,6 +115,39 @@ class PretrainConfig:
         return self.train_batch_size // max(1, self.gradient_accumulation_steps)
 
 
+class BatchSizeError(ValueError):
+    """`train_batch_size` does not split into accumulation steps x replicas."""
+
+    def __init__(self, train_batch_size, accumulation_steps, replicas):
+        self.train_batch_size = train_batch_size
+        self.accumulation_steps = accumulation_steps
+        self.replicas = replicas
+        super().__init__(
+            f"train_batch_size {train_batch_size} must be divisible by "
+            f"gradient_accumulation_steps ({accumulation_steps}) x replicas ({replicas})"
+        )
+
+
+class CorpusError(ValueError):
+    """The text files cannot make pretraining data; `files` names them."""
+
+    def __init__(self, files, message):
+        self.files = files
+        super().__init__(message)
+
+
+class NoSequencePairsError(CorpusError):
+    """The corpus gave no sequence pairs (too little text, or all held out)."""
+
+    def __init__(self, files, split):
+        self.split = split
+        super().__init__(
+            files,
+            f"no {split} sequence pairs in {files}: more text, or a smaller "
+            "holdout_fraction, is needed",
+        )
+
+
 def _as_float(x):
     return float(np.asarray(x))
 
@@ -131,6 +165,11 @@ class Pretrainer:
         strategy: a `tf.distribute.Strategy` (default: no distribution).
         verbose: print progress (chief only).
 
+    Raises:
+        BatchSizeError: `train_batch_size` is not a multiple of
+            `gradient_accumulation_steps` x replicas.
+        ValueError: an impossible encoder shape (see `encoder_config`).
+
     Example:
 
     >>> trainer = Pretrainer(config, dataset_fn)  # doctest: +SKIP
@@ -145,10 +184,8 @@ class Pretrainer:
         self.verbose = verbose and distribute.is_chief()
         k = max(1, int(config.gradient_accumulation_steps))
         if config.train_batch_size % (k * self.strategy.num_replicas_in_sync):
-            raise cli.UsageError(
-                f"--train_batch_size {config.train_batch_size} must be divisible "
-                f"by --gradient_accumulation_steps ({k}) x replicas "
-                f"({self.strategy.num_replicas_in_sync})"
+            raise BatchSizeError(
+                config.train_batch_size, k, self.strategy.num_replicas_in_sync
             )
         self.accumulation = k
         self.checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
@@ -613,7 +650,9 @@ def pipeline_dataset_fn(args, files, holdout_fraction=0.0, split="train", seed=0
 
     The corpus is read, tokenized and paired once (`build_instances`), on the
     first call; `dataset_fn.instances()` returns those pairs (building them if
-    no dataset was made yet), e.g. to count the sequences per epoch.
+    no dataset was made yet), e.g. to count the sequences per epoch. Both
+    raise a `CorpusError` when the files cannot make pairs
+    (`NoSequencePairsError` when they make none).
     """
     cache = {}
 
@@ -623,17 +662,17 @@ def pipeline_dataset_fn(args, files, holdout_fraction=0.0, split="train", seed=0
                 args.vocab_file, lowercase=not args.cased,
                 sequence_length=args.max_seq_length,
             )
-            cache["instances"] = data.build_instances(
-                files, cache["preprocessor"], max_seq_length=args.max_seq_length,
-                short_seq_prob=args.short_seq_prob, dupe_factor=args.dupe_factor,
-                input_format=args.input_format,
-                holdout_fraction=holdout_fraction, split=split, seed=args.seed,
-            )
-            if not len(cache["instances"]):
-                raise cli.UsageError(
-                    f"no {split} sequence pairs in {files} (use --input_files with "
-                    "more text, or a smaller --holdout_fraction)"
+            try:
+                cache["instances"] = data.build_instances(
+                    files, cache["preprocessor"], max_seq_length=args.max_seq_length,
+                    short_seq_prob=args.short_seq_prob, dupe_factor=args.dupe_factor,
+                    input_format=args.input_format,
+                    holdout_fraction=holdout_fraction, split=split, seed=args.seed,
                 )
+            except ValueError as e:
+                raise CorpusError(files, f"{files}: {e}") from e
+            if not len(cache["instances"]):
+                raise NoSequencePairsError(files, split)
         return cache["instances"]
 
     def dataset_fn(batch_size, num_shards, shard_index):
@@ -665,6 +704,9 @@ def _check_args(args):
                  "save_checkpoints_steps", "log_steps"):
         if getattr(args, flag) < 1:
             raise cli.UsageError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    for flag in ("num_layers", "hidden_dim"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise cli.UsageError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     if not 0.0 < args.masked_lm_prob < 1.0:
         raise cli.UsageError(f"--masked_lm_prob must be in (0, 1), got {args.masked_lm_prob}")
     if args.strategy == "tpu" and args.tpu is None:
@@ -673,8 +715,33 @@ def _check_args(args):
         raise cli.UsageError(f"--vocab_file: no such file {args.vocab_file!r}")
 
 
+def _usage_error(e, args):
+    """The one-line CLI error, naming the flags, for a library error."""
+    if isinstance(e, BatchSizeError):
+        return cli.UsageError(
+            f"--train_batch_size {e.train_batch_size} must be divisible "
+            f"by --gradient_accumulation_steps ({e.accumulation_steps}) x replicas "
+            f"({e.replicas})"
+        )
+    if isinstance(e, NoSequencePairsError):
+        return cli.UsageError(
+            f"no {e.split} sequence pairs in {e.files} (use --input_files with "
+            "more text, or a smaller --holdout_fraction)"
+        )
+    eval_files = _expand(args.eval_files, "--eval_files") if args.eval_files else None
+    flag = "--eval_files" if e.files == eval_files else "--input_files"
+    return cli.UsageError(f"{flag}: {e}")
+
+
 def main(args):
     """Runs `pretrain` from parsed flags; returns the exit code."""
+    try:
+        return _run(args)
+    except (BatchSizeError, CorpusError) as e:
+        raise _usage_error(e, args) from e
+
+
+def _run(args):
     _check_args(args)
     files = _expand(args.input_files, "--input_files")
     eval_files = _expand(args.eval_files, "--eval_files") if args.eval_files else None
@@ -686,6 +753,11 @@ def main(args):
         vocabulary = load_vocabulary(args.vocab_file)
     except ValueError as e:
         raise cli.UsageError(f"--vocab_file: {e}") from e
+    try:
+        encoder_config(args.model_size, len(vocabulary), num_layers=args.num_layers,
+                       hidden_dim=args.hidden_dim)
+    except ValueError as e:
+        raise cli.UsageError(f"--hidden_dim: {e}") from e
     config = config_from_args(args, len(vocabulary))
     os.makedirs(args.output_dir, exist_ok=True)
     train_fn = pipeline_dataset_fn(args, files, args.holdout_fraction, "train", args.seed)
