@@ -187,6 +187,116 @@ class BertPreprocessor(keras.layers.Layer):
         """
         return self._tokenizer.tokenize_with_offsets(self.normalize(text))
 
+    def _normalized_units(self, text):
+        """Raw text cut into units, each normalised on its own.
+
+        A unit is one code point plus the combining marks (`\\p{M}`) and the
+        characters normalisation drops (control, format) that follow it, so
+        what `normalize` does to the whole text (drop control characters, then
+        NFC-compose a letter with its marks) stays inside a unit. Returns
+        `(normalized, starts, ends, rows)`: flat tensors over all units of the
+        batch: normalised strings; the code point offsets in the raw string
+        of the unit's first and one past its last character that is not
+        dropped (int64); the unit's row (int64).
+        """
+        chars = tf.strings.unicode_split(text, "UTF-8")
+        flat = chars.flat_values
+        rows = chars.value_rowids()
+        index = tf.range(tf.size(flat, out_type=tf.int64), dtype=tf.int64)
+        position = index - tf.gather(chars.row_splits, rows)  # code point index in its row
+        dropped = tf.strings.regex_full_match(flat, _CONTROL_CHARS)
+        attached = tf.logical_or(dropped, tf.strings.regex_full_match(flat, r"\p{M}"))
+        opens = tf.logical_or(tf.equal(position, 0), tf.logical_not(attached))
+        unit = tf.cumsum(tf.cast(opens, tf.int64)) - 1
+        num_units = tf.reduce_sum(tf.cast(opens, tf.int64))
+        normalized = self.normalize(tf.strings.unsorted_segment_join(flat, unit, num_units))
+        first = tf.boolean_mask(position, opens)
+        kept_min = tf.math.unsorted_segment_min(
+            tf.where(dropped, tf.int64.max, position), unit, num_units
+        )
+        kept_max = tf.math.unsorted_segment_max(
+            tf.where(dropped, tf.constant(-1, tf.int64), position + 1), unit, num_units
+        )
+        # A unit of dropped characters only normalises to "" and is never a token.
+        empty = kept_max < 0
+        starts = tf.where(empty, first, kept_min)
+        ends = tf.where(empty, first, kept_max)
+        return normalized, starts, ends, tf.boolean_mask(rows, opens)
+
+    def tokenize_with_raw_offsets(self, text):
+        """Ids plus start/end offsets of each token in the *raw* string.
+
+        Offsets count Unicode code points of the input as given, so in Python
+        `text[start:end]` is the raw source of the token (accents, case,
+        full-width forms and all); control characters and combining marks
+        that normalisation drops are never a token of their own, but a
+        token's span covers the marks that follow its last character. A raw
+        character that normalises into several tokens (uncased: a Hangul
+        syllable decomposes into jamo) gives each of them its span.
+
+        How: the raw text is cut into units (a code point plus its following
+        combining marks and dropped characters), each unit is normalised on
+        its own, and the normalised units are joined and tokenised; each
+        token's byte offsets in that string are mapped back through the
+        cumulative byte lengths of the units (start: the unit holding byte `start`; end: one past
+        the unit holding byte `end - 1`).
+
+        The ids equal `tokenize(text)`'s wherever normalising unit by unit
+        gives the same string as normalising the whole text. Context-
+        dependent lower-casing (Greek final sigma, `Σ` -> `ς` at a word's
+        end) keeps byte lengths, so when the whole-text normalisation has
+        the same length as the unit-wise one it is the string tokenised. What
+        remains different: NFC composing across units that are not combining
+        marks (conjoining Hangul jamo, cased only); no line of SST-2 (train
+        and dev), CoNLL-2003 eng.testa or Chinese Resume dev differs.
+
+        Args:
+            text: a string tensor `[batch]` (or a scalar).
+
+        Returns:
+            `(ids, starts, ends)`: ragged `[batch, (tokens)]`, int32 ids and
+            int64 code point offsets (for a scalar input, 1-D tensors).
+        """
+        text = tf.convert_to_tensor(text, dtype=tf.string)
+        if text.shape.rank == 0:
+            ids, starts, ends = self.tokenize_with_raw_offsets(text[tf.newaxis])
+            return ids[0], starts[0], ends[0]
+        normalized, unit_starts, unit_ends, unit_rows = self._normalized_units(text)
+        batch = tf.shape(text, out_type=tf.int64)[0]
+        joined = tf.strings.unsorted_segment_join(normalized, unit_rows, batch)
+        whole = self.normalize(text)
+        same_length = tf.equal(tf.strings.length(whole), tf.strings.length(joined))
+        ids, byte_starts, byte_ends = self._tokenizer.tokenize_with_offsets(
+            tf.where(same_length, whole, joined)
+        )
+        # Cumulative byte ends of the units over the whole batch (monotone), and
+        # each row's first byte in that count.
+        unit_bytes = tf.cast(tf.strings.length(normalized), tf.int64)
+        cumulative = tf.cumsum(unit_bytes)
+        row_bytes = tf.math.unsorted_segment_sum(unit_bytes, unit_rows, batch)
+        row_base = tf.cumsum(row_bytes, exclusive=True)
+        token_base = tf.gather(row_base, byte_starts.value_rowids())
+        first = byte_starts.flat_values + token_base
+        last = byte_ends.flat_values - 1 + token_base
+        first_unit = tf.searchsorted(cumulative, first, side="right", out_type=tf.int64)
+        last_unit = tf.searchsorted(cumulative, last, side="right", out_type=tf.int64)
+        starts = ids.with_flat_values(tf.gather(unit_starts, first_unit))
+        ends = ids.with_flat_values(tf.gather(unit_ends, last_unit))
+        return ids, starts, ends
+
+    def is_continuation(self, ids):
+        """True where an id is a `##` continuation WordPiece (any shape, dense or ragged)."""
+        table = tf.constant([t.startswith("##") for t in self.vocabulary], dtype=tf.bool)
+        if isinstance(ids, tf.RaggedTensor):
+            return tf.ragged.map_flat_values(tf.gather, table, ids)
+        return tf.gather(table, ids)
+
+    def word_start_mask(self, ids):
+        """True where a token starts a BERT word (not a `##` continuation)."""
+        if isinstance(ids, tf.RaggedTensor):
+            return tf.ragged.map_flat_values(tf.logical_not, self.is_continuation(ids))
+        return tf.logical_not(self.is_continuation(ids))
+
     def id_to_token(self, ids):
         """Maps ids (any shape, dense or ragged) to token strings."""
         table = tf.constant(self.vocabulary, dtype=tf.string)
