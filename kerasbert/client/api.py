@@ -1,0 +1,340 @@
+"""The :class:`Client`: per-task methods (classify, regress, encode...) over :class:`Transport`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from kerasbert import contract
+from kerasbert.client import decoders
+from kerasbert.client.errors import KerasBertClientError
+from kerasbert.client.transport import Transport
+
+# --------------------------------------------------------------------------------------
+# Inputs and embedding maths (numpy only)
+# --------------------------------------------------------------------------------------
+
+
+def _text_list(texts: str | bytes | Iterable[str], what: str) -> list[Any]:
+    """One string or an iterable of strings as a non-empty list; TypeError naming a non-string."""
+    if isinstance(texts, (str, bytes)):
+        texts = [texts]
+    elif isinstance(texts, np.ndarray):
+        texts = texts.reshape(-1).tolist()
+    elif not isinstance(texts, Iterable):
+        raise TypeError(f"{what} must be a string or a list of strings, got {type(texts).__name__} {texts!r}")
+    texts = list(texts)
+    if not texts:
+        raise ValueError(f"{what} is empty: pass at least one string")
+    for i, text in enumerate(texts):
+        if not isinstance(text, (str, bytes)):
+            raise TypeError(f"{what}[{i}] is {text!r} ({type(text).__name__}), not a string")
+    return texts
+
+
+def _texts_or_vectors(values: Any, what: str) -> tuple[list[Any] | None, np.ndarray | None, bool]:
+    """Sorts an argument of similarity()/search() into ``(texts, None, single)`` or
+    ``(None, vectors [n, dim], single)``; ``single`` = one string or one 1-D vector was given."""
+    if isinstance(values, (str, bytes)):
+        return [values], None, True
+    if not isinstance(values, np.ndarray):
+        values = list(values)
+        if not values:
+            raise ValueError(f"{what} is empty: pass at least one string or embedding")
+        if all(isinstance(v, (str, bytes)) for v in values):
+            return values, None, False
+        values = np.asarray(values)
+    if values.size == 0:
+        raise ValueError(f"{what} is empty: pass at least one string or embedding")
+    if values.dtype.kind in "USO":
+        return _text_list(values, what), None, False
+    if values.dtype.kind not in "fiub" or values.ndim not in (1, 2):
+        raise ValueError(f"{what} must be text(s) or embeddings of shape [dim] or [n, dim], got {values.shape}")
+    return None, np.atleast_2d(values.astype(np.float32)), values.ndim == 1
+
+
+def cosine_similarity(a: Any, b: Any = None) -> np.ndarray:
+    """Cosine similarity between the rows of two embedding matrices.
+
+    A zero vector (e.g. a text of padding only) has similarity 0 to everything, never NaN.
+
+    Args:
+        a: ``[n, dim]`` array (or one ``[dim]`` vector).
+        b: ``[m, dim]`` array (or one vector); default: ``a`` itself.
+
+    Returns:
+        float64 array ``[n, m]``.
+
+    Raises:
+        ValueError: the two sides have different dimensions.
+
+    Example:
+
+    ```python
+    cosine_similarity([[1.0, 0.0], [1.0, 1.0]], [[2.0, 0.0]])
+    # array([[1.        ], [0.70710678]])
+    ```
+    """
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    b = a if b is None else np.atleast_2d(np.asarray(b, dtype=np.float64))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"cannot compare embeddings of shapes {a.shape} and {b.shape}: dimensions differ")
+
+    def unit(m: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(m, axis=1, keepdims=True)
+        return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
+
+    return np.clip(unit(a) @ unit(b).T, -1.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------
+# Client
+# --------------------------------------------------------------------------------------
+
+
+class Client(Transport):
+    """A client for a TF Serving-compatible gRPC server serving a kerasbert SavedModel.
+
+    Args:
+        host: server host name, or a full ``"host:port"`` target. Defaults to
+            ``$KERASBERT_SERVER``, else ``localhost``.
+        port: server gRPC port. Defaults to the one in ``$KERASBERT_SERVER``, else 8500.
+        model_name: served model name (``--model_name`` of the server). Defaults to
+            ``$KERASBERT_MODEL``, else ``"kerasbert"``.
+        timeout: seconds to wait for each call.
+        signature_name: the SavedModel signature to call.
+        version: a model version number (or version label string); ``None`` = latest.
+        target: ``"host:port"``; overrides ``host``/``port``.
+        batch_size: long input lists are sent in requests of at most this many rows, so
+            huge lists stay below gRPC message size limits.
+
+    Example:
+
+    ```python
+    client = Client(target="localhost:8500", model_name="sst2")
+    client.status()                     # [(1, 'AVAILABLE')]
+    client.classify(["great", "awful"])[1]["label"]   # 'negative'
+    client.close()
+    ```
+    """
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _text_inputs(self, texts: Any, text_pairs: Any) -> dict[str, list[Any]]:
+        inputs = {contract.TEXT: _text_list(texts, "texts")}
+        if text_pairs is not None:
+            inputs[contract.TEXT_PAIR] = _text_list(text_pairs, "text_pairs")
+            if len(inputs[contract.TEXT_PAIR]) != len(inputs[contract.TEXT]):
+                raise ValueError(
+                    f"got {len(inputs[contract.TEXT])} texts but {len(inputs[contract.TEXT_PAIR])} text_pairs; "
+                    "they must match"
+                )
+        return inputs
+
+    def _decode(self, decode: Callable[..., Any], outputs: dict[str, np.ndarray], hint: str, *args: Any) -> Any:
+        """``decode(outputs, *args)``; a missing output becomes an error naming the signature and ``hint``."""
+        try:
+            return decode(outputs, *args)
+        except decoders.MissingOutputs as err:
+            raise KerasBertClientError(
+                f"signature '{self.signature_name}' of {self._describe_model()} has {err}; {hint}"
+            ) from None
+
+    # -- API -------------------------------------------------------------------------------
+
+    def classify(
+        self, texts: str | Iterable[str], text_pairs: str | Iterable[str] | None = None, batch_size: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Classifies texts (or text pairs) with a classification export.
+
+        Args:
+            texts: one string or a list of strings.
+            text_pairs: for pair tasks (e.g. MRPC), the second strings, one per text.
+            batch_size: rows per request (default: the client's ``batch_size``).
+
+        Returns:
+            One dict per text (also for a single string): ``label`` (str), ``label_id`` (int)
+            and ``probabilities`` (class name -> float).
+
+        Example:
+
+        ```python
+        client.classify("what a great film")
+        # [{'label': 'positive', 'label_id': 1, 'probabilities': {'negative': 0.1, 'positive': 0.9}}]
+        ```
+        """
+        outputs = self.predict(self._text_inputs(texts, text_pairs), batch_size=batch_size)
+        return self._decode(decoders.classification, outputs, "use regress() or predict()")
+
+    def regress(
+        self, texts: str | Iterable[str], text_pairs: str | Iterable[str] | None = None, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Scores texts (or text pairs) with a regression export (e.g. STS-B).
+
+        Args:
+            texts: one string or a list of strings.
+            text_pairs: the second strings for pair tasks, one per text.
+            batch_size: rows per request (default: the client's ``batch_size``).
+
+        Returns:
+            float32 array of shape ``[len(texts)]`` with the ``score`` output.
+
+        Example:
+
+        ```python
+        client.regress("A man plays guitar.", "Someone plays an instrument.")  # array([3.9], dtype=float32)
+        ```
+        """
+        outputs = self.predict(self._text_inputs(texts, text_pairs), batch_size=batch_size)
+        return self._decode(decoders.regression, outputs, "use classify() or predict()")
+
+    def encode(
+        self, texts: str | Iterable[str], batch_size: int | None = None, *, sort_by_length: bool = True
+    ) -> np.ndarray:
+        """Embeds texts with an embedding export (``python -m kerasbert.export --mode embedding``).
+
+        Like bert-as-service's ``BertClient.encode``: long lists are sent in requests of at most
+        ``batch_size`` texts, and each request waits at most the client's ``timeout``.
+
+        Args:
+            texts: one string or a list of strings.
+            batch_size: texts per request (default: the client's ``batch_size``).
+            sort_by_length: send texts of similar length together (the answer keeps your order).
+                Exports pad each request only to its longest text, so this saves work.
+
+        Returns:
+            float32 array ``[len(texts), dim]`` (one row also for a single string).
+
+        Raises:
+            ValueError: no texts.
+            ServerUnavailable, RequestTimeout, ModelNotFound: see :class:`KerasBertClientError`.
+            KerasBertClientError: the signature has no ``embeddings`` output (e.g. a classifier).
+
+        Example:
+
+        ```python
+        vectors = client.encode(["First do it", "then do it right"])   # shape (2, 384)
+        ```
+        """
+        texts = _text_list(texts, "texts")
+        order = np.arange(len(texts))
+        if sort_by_length:
+            order = np.argsort([len(t) for t in texts], kind="stable")
+        outputs = self.predict({contract.TEXT: [texts[i] for i in order]}, batch_size=batch_size)
+        hint = "export the model with `python -m kerasbert.export --mode embedding`"
+        embeddings = self._decode(decoders.embeddings, outputs, hint)
+        result = np.empty_like(embeddings)
+        result[order] = embeddings
+        return result
+
+    def encode_tokens(
+        self,
+        texts: str | Iterable[str],
+        signature_name: str = contract.TOKENS_SIGNATURE,
+        batch_size: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Per-token vectors from an embedding export's token signature, padding removed.
+
+        Args:
+            texts: one string or a list of strings.
+            signature_name: the signature returning ``token_embeddings``, ``tokens`` and ``mask``.
+            batch_size: texts per request (default: the client's ``batch_size``).
+
+        Returns:
+            One dict per text: ``tokens`` (list of WordPiece strings, with ``[CLS]``/``[SEP]``)
+            and ``embeddings`` (float32 ``[len(tokens), dim]``).
+
+        Example:
+
+        ```python
+        [row] = client.encode_tokens("unaffable")
+        row["tokens"]            # ['[CLS]', 'una', '##ffa', '##ble', '[SEP]']
+        row["embeddings"].shape  # (5, 384)
+        ```
+        """
+        sibling = self._with_signature(signature_name)
+        batches = sibling._predict_batches({contract.TEXT: _text_list(texts, "texts")}, batch_size=batch_size)
+        hint = "call the embedding export's token signature"
+        return [row for _, outputs in batches for row in sibling._decode(decoders.token_embeddings, outputs, hint)]
+
+    def _embed(self, *items: Any, names: Sequence[str], batch_size: int | None) -> list[tuple[np.ndarray, bool]]:
+        """Each item (texts or embeddings) as ``(matrix, single)``; all texts go in one encode()."""
+        parsed = [_texts_or_vectors(item, name) for item, name in zip(items, names)]
+        texts = [t for item_texts, _, _ in parsed for t in (item_texts or [])]
+        encoded = self.encode(texts, batch_size=batch_size) if texts else None
+        results, start = [], 0
+        for item_texts, vectors, single in parsed:
+            if item_texts is not None:
+                vectors, start = encoded[start : start + len(item_texts)], start + len(item_texts)
+            results.append((vectors, single))
+        return results
+
+    def similarity(self, a: Any, b: Any = None, batch_size: int | None = None) -> float | np.ndarray:
+        """Cosine similarity of texts (embedded by the server) or of embeddings you already have.
+
+        Args:
+            a: a string, a list of strings, or embeddings (``[dim]`` or ``[n, dim]``).
+            b: the same kinds; default ``a`` (the similarity matrix of ``a`` with itself).
+            batch_size: texts per request (default: the client's ``batch_size``).
+
+        Returns:
+            A float when ``a`` and ``b`` are single (a string or one vector), else a float64
+            matrix ``[len(a), len(b)]``.
+
+        Example:
+
+        ```python
+        client.similarity("A man plays guitar.", "Someone plays an instrument.")   # 0.687 (all-MiniLM-L6-v2)
+        client.similarity(["cat", "dog", "car"])   # 3x3 matrix, ones on the diagonal
+        ```
+        """
+        items = [a] if b is None else [a, b]
+        embedded = self._embed(*items, names=["a", "b"][: len(items)], batch_size=batch_size)
+        (ma, single_a), (mb, single_b) = embedded[0], embedded[-1]
+        scores = cosine_similarity(ma, mb)
+        return float(scores[0, 0]) if single_a and single_b else scores
+
+    def search(self, query: Any, corpus: Any, k: int = 5, batch_size: int | None = None) -> list[Any]:
+        """Top-k nearest neighbours by cosine similarity, like sentence-transformers' ``semantic_search``.
+
+        Args:
+            query: a string, a list of strings, or query embeddings.
+            corpus: a list of strings (embedded here) or corpus embeddings ``[n, dim]``
+                (embed a large corpus once with :meth:`encode` and pass the array).
+            k: how many hits per query (at most the corpus size).
+            batch_size: texts per request (default: the client's ``batch_size``).
+
+        Returns:
+            For one query, a list of ``{"corpus_id", "score", "text"}`` dicts, best first
+            (``text`` only when the corpus was given as strings; ties keep corpus order);
+            for several queries, one such list per query.
+
+        Raises:
+            ValueError: ``k`` < 1, or an empty query/corpus.
+
+        Example:
+
+        ```python
+        client.search("a feline", ["a dog", "a cat", "a car"], k=2)
+        # [{'corpus_id': 1, 'score': 0.673, 'text': 'a cat'}, {'corpus_id': 0, 'score': 0.480, 'text': 'a dog'}]
+        ```
+        """
+        if int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if not isinstance(corpus, (str, bytes, np.ndarray)):
+            corpus = list(corpus)  # read twice below
+        corpus_texts = _texts_or_vectors(corpus, "corpus")[0]
+        (queries, single), (documents, _) = self._embed(query, corpus, names=["query", "corpus"], batch_size=batch_size)
+        scores = cosine_similarity(queries, documents)
+        k = min(int(k), scores.shape[1])
+        hits = []
+        for row in scores:
+            best = np.argsort(-row, kind="stable")[:k]
+            found = [{"corpus_id": int(i), "score": float(row[i])} for i in best]
+            if corpus_texts is not None:
+                for hit in found:
+                    hit["text"] = corpus_texts[hit["corpus_id"]]
+            hits.append(found)
+        return hits[0] if single else hits

@@ -1,0 +1,78 @@
+"""``python -m kerasbert.client``: classify, score or embed texts, or show a model's status and signatures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from kerasbert import contract
+from kerasbert.client.api import Client
+from kerasbert.client.errors import KerasBertClientError
+from kerasbert.client.transport import (
+    DEFAULT_MODEL,
+    DEFAULT_SERVER,
+    MODEL_ENV,
+    SERVER_ENV,
+    default_model,
+    default_server,
+)
+
+DESCRIPTION = (
+    "Send texts to a served kerasbert model (TF Serving gRPC: stock tensorflow_model_server or "
+    "python -m kerasbert.serve) and print the answer as JSON: class probabilities by default, "
+    "--regress scores, --encode embeddings; --status and --metadata describe the model."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m kerasbert.client", description=DESCRIPTION)
+    parser.add_argument("texts", nargs="*", help="texts to classify (one result per text)")
+    parser.add_argument(
+        "--server", default=default_server(), help=f"host:port (default ${SERVER_ENV} or {DEFAULT_SERVER})"
+    )
+    parser.add_argument(
+        "--model", default=default_model(), help=f"model name (default ${MODEL_ENV} or {DEFAULT_MODEL})"
+    )
+    parser.add_argument("--signature", default=contract.SERVING_DEFAULT)
+    parser.add_argument("--pair", action="append", help="second text of a pair task (repeat once per text)")
+    parser.add_argument("--regress", action="store_true", help="print the 'score' output (regression exports)")
+    parser.add_argument("--encode", action="store_true", help="print the texts' embeddings (embedding exports)")
+    parser.add_argument("--status", action="store_true", help="print the served versions and their states")
+    parser.add_argument("--metadata", action="store_true", help="print the signature's inputs and outputs")
+    parser.add_argument("--timeout", type=float, default=10.0)
+    return parser
+
+
+def _dumps(value: Any, indent: int | None = None) -> str:
+    """JSON; non-ASCII text stays readable when stdout takes UTF-8."""
+    utf8 = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
+    return json.dumps(value, indent=indent, ensure_ascii=not utf8)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (1 after a failed call)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (args.texts or args.status or args.metadata):
+        parser.error("give texts to classify, or --status / --metadata")
+    with Client(
+        target=args.server, model_name=args.model, signature_name=args.signature, timeout=args.timeout
+    ) as client:
+        try:
+            if args.status:
+                print(_dumps({"model": client.model_name, "versions": client.status()}))
+            if args.metadata:
+                print(_dumps(client.metadata(), indent=2))
+            if args.texts and args.encode:
+                print(_dumps(client.encode(args.texts).tolist()))
+            elif args.texts and args.regress:
+                print(_dumps(client.regress(args.texts, args.pair).tolist()))
+            elif args.texts:
+                print(_dumps(client.classify(args.texts, args.pair), indent=2))
+        except (KerasBertClientError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,77 @@
+"""Per-task decoding of a signature's outputs (numpy arrays by name) into Python results.
+
+Every output name comes from :mod:`kerasbert.contract`. A decoder gets the outputs of one
+request, so outputs padded per request (tokens, entities) never need joining.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kerasbert import contract
+from kerasbert.client.errors import KerasBertClientError
+
+
+class MissingOutputs(KerasBertClientError):
+    """The outputs lack names a decoder needs (the client turns this into a clearer error).
+
+    Attributes:
+        missing: the names not there; available: the names that are.
+    """
+
+    def __init__(self, missing: list[str], available: list[str]):
+        super().__init__(f"no {', '.join(repr(m) for m in missing)} output (outputs: {', '.join(available) or 'none'})")
+        self.missing = missing
+        self.available = available
+
+
+def require(outputs: dict[str, np.ndarray], *names: str) -> list[np.ndarray]:
+    """The named outputs, or MissingOutputs listing the absent ones."""
+    missing = [n for n in names if n not in outputs]
+    if missing:
+        raise MissingOutputs(missing, sorted(outputs))
+    return [outputs[n] for n in names]
+
+
+def classification(outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """``[{"label", "label_id", "probabilities": {class name: p}}]``, one per row."""
+    (probabilities,) = require(outputs, contract.PROBABILITIES)
+    probabilities = np.asarray(probabilities, np.float64)
+    probabilities = probabilities.reshape(probabilities.shape[0], -1)
+    label_ids = outputs.get(contract.LABEL_IDS)
+    if label_ids is None:
+        label_ids = probabilities.argmax(axis=-1)
+    class_names = outputs.get(contract.CLASS_NAMES)
+    labels = outputs.get(contract.LABELS)
+    results = []
+    for i, row in enumerate(probabilities):
+        names = [str(c) for c in class_names[i]] if class_names is not None else [str(j) for j in range(len(row))]
+        label_id = int(label_ids[i])
+        label = str(labels[i]) if labels is not None else names[label_id]
+        results.append({"label": label, "label_id": label_id, "probabilities": dict(zip(names, map(float, row)))})
+    return results
+
+
+def regression(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """float32 ``[rows]``: the ``score`` output."""
+    (score,) = require(outputs, contract.SCORE)
+    return np.asarray(score, dtype=np.float32).reshape(-1)
+
+
+def embeddings(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """float32 ``[rows, dim]``: the ``embeddings`` output."""
+    (vectors,) = require(outputs, contract.EMBEDDINGS)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors.reshape(vectors.shape[0], -1)
+
+
+def token_embeddings(outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """``[{"tokens": [...], "embeddings": float32 [tokens, dim]}]`` per row, padding removed."""
+    vectors, tokens = require(outputs, contract.TOKEN_EMBEDDINGS, contract.TOKENS)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    mask = outputs[contract.MASK].astype(bool) if contract.MASK in outputs else tokens != ""
+    return [
+        {"tokens": [str(t) for t in tokens[i][mask[i]]], "embeddings": vectors[i][mask[i]]} for i in range(len(tokens))
+    ]

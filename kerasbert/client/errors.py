@@ -1,0 +1,48 @@
+"""The typed errors of :class:`kerasbert.client.Client`: one class per way a call can fail."""
+
+from __future__ import annotations
+
+
+class KerasBertClientError(Exception):
+    """Base class of all errors raised by :class:`Client` for failed server calls.
+
+    Attributes:
+        code: the gRPC status code name (e.g. ``"UNAVAILABLE"``), or ``None``.
+        details: the server's own error message, or ``None``.
+
+    Example:
+
+    ```python
+    try:
+        Client("localhost:8500").classify("hello")
+    except KerasBertClientError as err:
+        print(err)
+    ```
+    """
+
+    def __init__(self, message: str, code: str | None = None, details: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+class ServerUnavailable(KerasBertClientError, ConnectionError):
+    """No server answers at the client's address (gRPC ``UNAVAILABLE``)."""
+
+
+class ModelNotFound(KerasBertClientError, LookupError):
+    """The server runs but does not serve the requested model/version (gRPC ``NOT_FOUND``)."""
+
+
+class InvalidInput(KerasBertClientError, ValueError):
+    """The server rejected the request (gRPC ``INVALID_ARGUMENT``): wrong input names,
+    dtypes, shapes or signature name. The message carries the server's explanation."""
+
+
+class SignatureNotFound(InvalidInput):
+    """The model has no signature named like the client's ``signature_name`` (TF Serving answers
+    ``FAILED_PRECONDITION``, ``kerasbert.serve`` ``NOT_FOUND``)."""
+
+
+class RequestTimeout(KerasBertClientError, TimeoutError):
+    """The server did not answer within the client's ``timeout`` (gRPC ``DEADLINE_EXCEEDED``)."""

@@ -1,0 +1,357 @@
+"""The TF Serving protocol layer: channel, model spec, Predict / GetModelMetadata / GetModelStatus,
+and gRPC errors turned into the typed errors of :mod:`kerasbert.client.errors`.
+
+:class:`Transport` knows nothing about tasks; :class:`kerasbert.client.Client` builds the
+per-task methods (``classify``, ``encode``, ``entities``...) on top of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import numpy as np
+
+from kerasbert import contract
+from kerasbert.client.errors import (
+    InvalidInput,
+    KerasBertClientError,
+    ModelNotFound,
+    RequestTimeout,
+    ServerUnavailable,
+    SignatureNotFound,
+)
+from kerasbert.client.protos import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+from kerasbert.client.tensors import as_array, check_strings, dtype_name, from_tensor_proto, to_tensor_proto
+
+DEFAULT_SERVER = "localhost:8500"
+DEFAULT_MODEL = "kerasbert"
+SERVER_ENV = "KERASBERT_SERVER"
+MODEL_ENV = "KERASBERT_MODEL"
+# gRPC's default receive limit is 4 MiB; allow larger replies (e.g. big embedding batches).
+_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+def default_server() -> str:
+    """The server address from ``$KERASBERT_SERVER``, else ``"localhost:8500"``."""
+    return os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+
+
+def default_model() -> str:
+    """The model name from ``$KERASBERT_MODEL``, else ``"kerasbert"``."""
+    return os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """``"host:port"`` / ``"[::1]:port"`` / ``"host"`` -> ``(host, port or None)``."""
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        return host, rest.lstrip(":") or None
+    if target.count(":") == 1:
+        host, port = target.split(":")
+        return host, port or None
+    return target, None
+
+
+Batch = tuple[slice, dict[str, np.ndarray]]  # the input rows one request answered, and its outputs
+
+
+class Transport:
+    """A connection to one model of a TF Serving-compatible gRPC server (no task knowledge).
+
+    Args: as :class:`kerasbert.client.Client`, which adds the per-task methods.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        model_name: str | None = None,
+        timeout: float = 10.0,
+        signature_name: str = contract.SERVING_DEFAULT,
+        version: int | str | None = None,
+        *,
+        target: str | None = None,
+        batch_size: int = 64,
+    ):
+        if target is None:
+            if host is not None and port is None and split_target(host)[1] is not None:
+                target = host  # Client("localhost:8500")
+            else:
+                env_host, env_port = split_target(default_server())
+                host = host or env_host or "localhost"
+                target = f"{f'[{host}]' if ':' in host else host}:{port or env_port or 8500}"
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.target = target
+        self.model_name = model_name or default_model()
+        self.timeout = timeout
+        self.signature_name = signature_name
+        self.version = version
+        self.batch_size = batch_size
+        options = [
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            # Retry a server that was down within seconds, not gRPC's default 2 minutes.
+            ("grpc.max_reconnect_backoff_ms", 5000),
+        ]
+        self._channel = grpc.insecure_channel(target, options=options)
+        self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(target={self.target!r}, model_name={self.model_name!r}, "
+            f"signature_name={self.signature_name!r})"
+        )
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _with_signature(self, signature_name: str) -> Transport:
+        """A shallow copy calling another signature (same channel, same caches)."""
+        if signature_name == self.signature_name:
+            return self
+        sibling = copy.copy(self)
+        sibling.signature_name = signature_name
+        return sibling
+
+    def _fill_model_spec(self, spec: Any, with_signature: bool = True) -> None:
+        spec.name = self.model_name
+        if with_signature:
+            spec.signature_name = self.signature_name
+        if isinstance(self.version, str):
+            spec.version_label = self.version
+        elif self.version is not None:
+            spec.version.value = int(self.version)
+
+    def _describe_model(self) -> str:
+        version = "" if self.version is None else f" version {self.version}"
+        return f"model '{self.model_name}'{version}"
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as err:
+            raise self._translate(err) from None
+
+    def _translate(self, err: grpc.RpcError) -> KerasBertClientError:
+        code = err.code() if hasattr(err, "code") else None
+        details = (err.details() if hasattr(err, "details") else None) or str(err)
+        name = code.name if code is not None else None
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return ServerUnavailable(
+                f"no TF Serving server at {self.target} – start one with "
+                f"`python -m kerasbert.serve --model_base_path <export dir> --model_name {self.model_name}` "
+                f"(gRPC: {details})",
+                name,
+                details,
+            )
+        if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION) and "signature" in details.lower():
+            return SignatureNotFound(
+                f"{self._describe_model()} at {self.target} has no signature '{self.signature_name}': {details} "
+                f"– see Client.metadata()['signatures'] for the ones it has",
+                name,
+                details,
+            )
+        if code == grpc.StatusCode.NOT_FOUND:
+            return ModelNotFound(
+                f"{self._describe_model()} is not served at {self.target}: {details} – check the model "
+                f"name (the server's --model_name, or ${MODEL_ENV}) and that the model finished loading",
+                name,
+                details,
+            )
+        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
+            return InvalidInput(f"the server rejected the request: {details}", name, details)
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return RequestTimeout(
+                f"{self.target} did not answer within {self.timeout:g} s "
+                f"(raise Client(timeout=...) or send smaller batches)",
+                name,
+                details,
+            )
+        return KerasBertClientError(f"request to {self.target} failed with {name}: {details}", name, details)
+
+    # -- Predict ---------------------------------------------------------------------------
+
+    def predict(
+        self,
+        inputs: dict[str, Any],
+        output_filter: Sequence[str] | None = None,
+        batch_size: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Calls the signature with named inputs and returns its named outputs.
+
+        Inputs with a leading batch dimension are split into requests of at most
+        ``batch_size`` rows; the outputs are concatenated back in order.
+
+        Args:
+            inputs: input name -> list, numpy array, or single string. All must have the
+                same number of rows.
+            output_filter: names of the outputs to compute (default: all).
+            batch_size: rows per request (default: the client's ``batch_size``).
+
+        Returns:
+            Output name -> numpy array (strings decoded to Python ``str``).
+
+        Raises:
+            ValueError: no inputs, an empty input, or inputs with different row counts.
+            TypeError: a text input holds a non-string (e.g. ``None``); the message names it.
+            KerasBertClientError: the call failed (see the subclasses), or the requests' outputs
+                cannot be concatenated (padded per request to different lengths).
+
+        Example:
+
+        ```python
+        out = client.predict({"text": ["nice", "bad"]}, output_filter=["labels"])
+        out["labels"]   # array(['positive', 'negative'], dtype=object)
+        ```
+        """
+        parts = [outputs for _, outputs in self._predict_batches(inputs, output_filter, batch_size)]
+        if len(parts) == 1:
+            return parts[0]
+        merged = {}
+        for key, first in parts[0].items():
+            if not first.ndim:
+                merged[key] = first
+                continue
+            shapes = {p[key].shape[1:] for p in parts}
+            if len(shapes) > 1:
+                raise KerasBertClientError(
+                    f"output '{key}' has a different shape in each request of {batch_size or self.batch_size} rows "
+                    f"({', '.join(str(s) for s in sorted(shapes))} after the batch axis: padded per request), so "
+                    f"the requests cannot be joined; pass a batch_size of at least the number of rows, or use the "
+                    f"task's method (entities(), tokens(), encode_tokens()), which decodes each request"
+                )
+            merged[key] = np.concatenate([p[key] for p in parts])
+        return merged
+
+    def _predict_batches(
+        self, inputs: dict[str, Any], output_filter: Sequence[str] | None = None, batch_size: int | None = None
+    ) -> list[Batch]:
+        """Sends ``inputs`` in requests of at most ``batch_size`` rows; ``[(rows, outputs), ...]`` in order."""
+        if not inputs:
+            raise ValueError("predict() needs at least one named input")
+        arrays = {}
+        for name, value in inputs.items():
+            arrays[name] = as_array(value)
+            try:  # a TypeError naming the input and the position, before any request is sent
+                check_strings(arrays[name])
+            except TypeError as err:
+                raise TypeError(f"input '{name}': {err}") from None
+        rows = {name: (a.shape[0] if a.ndim else None) for name, a in arrays.items()}
+        for name, n in rows.items():
+            if n == 0:
+                raise ValueError(f"input '{name}' is empty: pass at least one value")
+        if len(set(rows.values())) > 1:
+            raise ValueError(f"inputs have different numbers of rows: {rows}")
+        total = next(iter(rows.values()))
+        if total is None:  # scalar inputs: nothing to split
+            return [(slice(None), self._predict_once(arrays, output_filter))]
+        step = batch_size or self.batch_size
+        return [
+            (rows_, self._predict_once({k: a[rows_] for k, a in arrays.items()}, output_filter))
+            for rows_ in (slice(start, min(start + step, total)) for start in range(0, total, step))
+        ]
+
+    def _predict_once(
+        self, arrays: dict[str, np.ndarray], output_filter: Sequence[str] | None
+    ) -> dict[str, np.ndarray]:
+        request = predict_pb2.PredictRequest()
+        self._fill_model_spec(request.model_spec)
+        for name, array in arrays.items():
+            request.inputs[name].CopyFrom(to_tensor_proto(array))
+        if output_filter:
+            request.output_filter.extend(output_filter)
+        response = self._call(self._prediction.Predict, request)
+        return {name: from_tensor_proto(proto) for name, proto in response.outputs.items()}
+
+    # -- GetModelMetadata / GetModelStatus --------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """The model's signatures, from ``PredictionService.GetModelMetadata``.
+
+        Returns:
+            ``{"model_name", "version", "signature_name", "inputs", "outputs", "signatures"}``
+            where ``inputs``/``outputs`` describe the client's signature as
+            ``{name: {"dtype": "string", "shape": [None]}}`` (``None`` = any size;
+            shape ``None`` = unknown rank) and ``signatures`` holds every signature that way.
+
+        Example:
+
+        ```python
+        meta = client.metadata()
+        "text_pair" in meta["inputs"]      # True for pair tasks
+        meta["outputs"]["probabilities"]   # {'dtype': 'float32', 'shape': [None, 2]}
+        ```
+        """
+        request = get_model_metadata_pb2.GetModelMetadataRequest()
+        self._fill_model_spec(request.model_spec, with_signature=False)
+        request.metadata_field.append("signature_def")
+        response = self._call(self._prediction.GetModelMetadata, request)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        if "signature_def" in response.metadata:
+            response.metadata["signature_def"].Unpack(signature_map)
+
+        def describe(tensors: Any) -> dict[str, dict[str, Any]]:
+            return {
+                name: {
+                    "dtype": dtype_name(info.dtype),
+                    "shape": None
+                    if info.tensor_shape.unknown_rank
+                    else [d.size if d.size >= 0 else None for d in info.tensor_shape.dim],
+                }
+                for name, info in sorted(tensors.items())
+            }
+
+        signatures = {
+            name: {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs), "method_name": sig.method_name}
+            for name, sig in sorted(signature_map.signature_def.items())
+        }
+        chosen = signatures.get(self.signature_name, {"inputs": {}, "outputs": {}})
+        version = response.model_spec.version.value if response.model_spec.HasField("version") else None
+        return {
+            "model_name": response.model_spec.name or self.model_name,
+            "version": version,
+            "signature_name": self.signature_name,
+            "inputs": chosen["inputs"],
+            "outputs": chosen["outputs"],
+            "signatures": signatures,
+        }
+
+    def status(self) -> list[tuple[int, str]]:
+        """The served versions and their states, from ``ModelService.GetModelStatus``.
+
+        Returns:
+            ``[(version, state), ...]`` sorted by version, e.g. ``[(1, "AVAILABLE")]``.
+            States: ``START``, ``LOADING``, ``AVAILABLE``, ``UNLOADING``, ``END``.
+
+        Example:
+
+        ```python
+        client.status()   # [(1, 'AVAILABLE'), (2, 'LOADING')]
+        ```
+        """
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._fill_model_spec(request.model_spec, with_signature=False)
+        response = self._call(self._models.GetModelStatus, request)
+        state_name = get_model_status_pb2.ModelVersionStatus.State.Name
+        return sorted((int(v.version), state_name(v.state)) for v in response.model_version_status)
+
+    def close(self) -> None:
+        """Closes the gRPC channel."""
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
