@@ -47,6 +47,7 @@ def build_pretraining_model(backbone, name="bert_pretrainer"):
 
     Example:
 
+    >>> import numpy as np
     >>> from kerasbert.modeling import build_encoder
     >>> model = build_pretraining_model(build_encoder("tiny", 100))
     >>> features = {"token_ids": np.ones((2, 8), "int32"),

@@ -102,9 +102,18 @@ def is_chief():
 
     Example:
 
-    >>> os.environ.pop("TF_CONFIG", None) and None
-    >>> is_chief()
+    >>> import json
+    >>> from unittest import mock
+    >>> cluster = {"worker": ["host1:2222", "host2:2222"]}
+    >>> def as_task(index):
+    ...     config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+    ...     return mock.patch.dict(os.environ, {"TF_CONFIG": json.dumps(config)})
+    >>> with as_task(0):
+    ...     is_chief()
     True
+    >>> with as_task(1):
+    ...     is_chief()
+    False
     """
     config = _tf_config()
     cluster = config.get("cluster", {})
