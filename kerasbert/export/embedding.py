@@ -32,10 +32,8 @@ import os
 
 import tensorflow as tf
 
-from kerasbert.export.layout import write_versioned
-from kerasbert.export.saved_model import save_serving_archive
-from kerasbert.tasks.embedding import build_embedding_model
-from kerasbert.tasks.embedding import resolve_layer
+from kerasbert import contract
+from kerasbert.export.saved_model import export_task
 
 JIT_LENGTH_MULTIPLE = 16
 DEFAULT_SEQUENCE_LENGTH = 128
@@ -63,41 +61,56 @@ def embedding_serving_fns(preprocessor, model, jit_compile=False):
         `{signature_name: (fn, input_signature)}` for
         `kerasbert.export.save_serving_archive`.
 
-    Example:
+    Example (not run as a doctest):
 
-    >>> endpoints = embedding_serving_fns(pre, model)  # doctest: +SKIP
-    >>> fn, _ = endpoints["serving_default"]  # doctest: +SKIP
-    >>> fn(tf.constant(["a sentence"]))["embeddings"].shape  # doctest: +SKIP
-    TensorShape([1, 384])
+        endpoints = embedding_serving_fns(pre, model)
+        fn, _ = endpoints["serving_default"]
+        fn(tf.constant(["a sentence"]))["embeddings"].shape  # [1, 384]
     """
 
     def embeddings(features):
-        return model(features, training=False)["embeddings"]
+        return model(features, training=False)[contract.EMBEDDINGS]
 
     encode = tf.function(embeddings, jit_compile=True) if jit_compile else embeddings
     multiple = JIT_LENGTH_MULTIPLE if jit_compile else 1
-    text_spec = [tf.TensorSpec([None], tf.string, name="text")]
+    text_spec = [tf.TensorSpec([None], tf.string, name=contract.TEXT)]
 
     def serve(text):
         features = _cut_to_longest(preprocessor(text), multiple)
-        return {"embeddings": tf.cast(encode(features), tf.float32)}
+        return {contract.EMBEDDINGS: tf.cast(encode(features), tf.float32)}
 
     def tokens(text):
         full = preprocessor(text)
         mask = full["padding_mask"]
-        vectors = model(_cut_to_longest(full), training=False)["token_embeddings"]
+        vectors = model(_cut_to_longest(full), training=False)[contract.TOKEN_EMBEDDINGS]
         # Back to the full length, zeros at padding: every request has the same
         # shape, so clients can concatenate batches.
         vectors = tf.cast(vectors, tf.float32) * tf.cast(mask[:, : tf.shape(vectors)[1], None], tf.float32)
         vectors = tf.pad(vectors, [[0, 0], [0, tf.shape(mask)[1] - tf.shape(vectors)[1]], [0, 0]])
         strings = preprocessor.id_to_token(full["token_ids"])
         return {
-            "token_embeddings": vectors,
-            "tokens": tf.where(mask, strings, tf.constant("", tf.string)),
-            "mask": tf.cast(mask, tf.int32),
+            contract.TOKEN_EMBEDDINGS: vectors,
+            contract.TOKENS: tf.where(mask, strings, tf.constant("", tf.string)),
+            contract.MASK: tf.cast(mask, tf.int32),
         }
 
-    return {"serving_default": (serve, text_spec), "tokens": (tokens, text_spec)}
+    return {contract.SERVING_DEFAULT: (serve, text_spec), contract.TOKENS_SIGNATURE: (tokens, text_spec)}
+
+
+def check_compatible(backbone, preprocessor):
+    """Raises ValueError when the preprocessor does not fit the encoder."""
+    max_length = getattr(backbone, "max_sequence_length", None)
+    if max_length is not None and preprocessor.sequence_length > max_length:
+        raise ValueError(
+            f"sequence_length {preprocessor.sequence_length} is longer than the "
+            f"encoder's position table ({max_length})"
+        )
+    if preprocessor.vocabulary_size > backbone.vocabulary_size:
+        # (Fewer is fine: some checkpoints pad the embedding table.)
+        raise ValueError(
+            f"the vocabulary has {preprocessor.vocabulary_size} tokens but the encoder "
+            f"embeds only {backbone.vocabulary_size}"
+        )
 
 
 def export_embedder(
@@ -114,6 +127,8 @@ def export_embedder(
 ):
     """Exports a sentence-embedding SavedModel as `<export_dir>/<model_name>/<version>/`.
 
+    A thin wrapper: `EmbeddingTask` + `kerasbert.export.export_task`.
+
     Args:
         backbone: a `keras_hub.models.BertBackbone` (e.g.
             `load_checkpoint(path).backbone`).
@@ -127,7 +142,7 @@ def export_embedder(
             batch shape; on 2 CPU cores it measured no faster than the
             default oneDNN kernels; stock TF Serving then needs
             `--xla_cpu_compilation_enabled=true`).
-        metadata: extra entries for `assets.extra/kerasbert.json`.
+        metadata: extra entries for the export's metadata (`extra`).
 
     Returns:
         The version folder written.
@@ -136,55 +151,21 @@ def export_embedder(
         ValueError: bad pooling/layer, or a `sequence_length` longer than the
             backbone's position table.
 
-    Example:
+    Example (not run as a doctest):
 
-    >>> ckpt = load_checkpoint("all-MiniLM-L6-v2")  # doctest: +SKIP
-    >>> pre = BertPreprocessor(ckpt.vocabulary_path, ckpt.lowercase, 128)  # doctest: +SKIP
-    >>> export_embedder(ckpt.backbone, pre, "exports", "minilm", "mean",
-    ...                 l2_normalize=True)  # doctest: +SKIP
-    'exports/minilm/1'
+        ckpt = load_checkpoint("all-MiniLM-L6-v2")
+        pre = BertPreprocessor(ckpt.vocabulary_path, ckpt.lowercase, 128)
+        export_embedder(ckpt.backbone, pre, "exports", "minilm", "mean", l2_normalize=True)
+        # 'exports/minilm/1'
     """
-    max_length = getattr(backbone, "max_sequence_length", None)
-    if max_length is not None and preprocessor.sequence_length > max_length:
-        raise ValueError(
-            f"sequence_length {preprocessor.sequence_length} is longer than the "
-            f"encoder's position table ({max_length})"
-        )
-    if preprocessor.vocabulary_size > backbone.vocabulary_size:
-        # (Fewer is fine: some checkpoints pad the embedding table.)
-        raise ValueError(
-            f"the vocabulary has {preprocessor.vocabulary_size} tokens but the encoder "
-            f"embeds only {backbone.vocabulary_size}"
-        )
-    model = build_embedding_model(backbone, pooling, layer, l2_normalize)
-    endpoints = embedding_serving_fns(preprocessor, model, jit_compile=jit_compile)
-    num_layers = len(backbone.transformer_layers)
-    meta = {
-        "task": "embedding",
-        "pooling": pooling,
-        "layer": int(layer),
-        "layer_index": resolve_layer(layer, num_layers),
-        "num_layers": num_layers,
-        "l2_normalize": bool(l2_normalize),
-        "embedding_dim": int(model.output["embeddings"].shape[-1]),
-        "hidden_dim": int(backbone.hidden_dim),
-        "sequence_length": preprocessor.sequence_length,
-        "lowercase": preprocessor.lowercase,
-        "vocabulary_size": preprocessor.vocabulary_size,
-        "jit_compile": bool(jit_compile),
-        "signatures": {
-            "serving_default": {"inputs": ["text"], "outputs": ["embeddings"]},
-            "tokens": {"inputs": ["text"], "outputs": ["token_embeddings", "tokens", "mask"]},
-        },
-    }
-    meta.update(metadata or {})
-    return write_versioned(
-        export_dir,
-        model_name,
-        lambda tmp: save_serving_archive(tmp, [preprocessor, model], endpoints),
-        version=version,
-        metadata=meta,
-    )
+    from kerasbert.tasks.embedding import EmbeddingTask
+
+    check_compatible(backbone, preprocessor)
+    task = EmbeddingTask(pooling=pooling, layer=layer, l2_normalize=l2_normalize,
+                         jit_compile=jit_compile)
+    model = task.build_model(backbone)
+    return export_task(task, preprocessor, model, export_dir, model_name, version=version,
+                       extra=metadata)
 
 
 def export_checkpoint_embedder(
@@ -206,11 +187,10 @@ def export_checkpoint_embedder(
     Returns:
         The version folder written.
 
-    Example:
+    Example (not run as a doctest):
 
-    >>> export_checkpoint_embedder("all-MiniLM-L6-v2", "exports", "minilm",
-    ...                            pooling="mean", l2_normalize=True)  # doctest: +SKIP
-    'exports/minilm/1'
+        export_checkpoint_embedder("all-MiniLM-L6-v2", "exports", "minilm",
+                                   pooling="mean", l2_normalize=True)  # 'exports/minilm/1'
     """
     from kerasbert.modeling.checkpoints import load_checkpoint
     from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor

@@ -1,62 +1,29 @@
-"""Raw-string SavedModels for TF Serving.
+"""Raw-string SavedModels for TF Serving, one exporter for every task.
 
 Every export takes text and returns what a person wants. The graph contains
 the preprocessing layer (tf-text ops) and the Keras model (TF core ops) and
 nothing else – no `py_function` – so stock TF Serving (with the tf-text ops)
 and a process that imports only `tensorflow` + `tensorflow_text` can load it.
 Built on Keras 3's `ExportArchive`, which tracks the Keras variables.
+
+`export_task` writes the task's own signatures (`Task.serving_endpoints`)
+plus the zero-input `metadata` signature of `kerasbert.contract`, whose
+scalar string is the export's `ExportMetadata` JSON; the same JSON is in
+`assets.extra/kerasbert.json`.
 """
+
+import json
+import os
 
 import keras
 import tensorflow as tf
 
+from kerasbert import contract
 from kerasbert.export.layout import write_versioned
 
 
-def _text_spec(name):
-    return tf.TensorSpec([None], tf.string, name=name)
-
-
-def classifier_serving_fn(preprocessor, model, task):
-    """The `serving_default` function of a fine-tuned classifier/regressor.
-
-    Inputs: `text` (and `text_pair` for pair tasks), tf.string `[batch]`.
-    Outputs (classification): `probabilities` float32 `[batch, classes]`,
-    `label_ids` int64 `[batch]`, `labels` string `[batch]`, and
-    `class_names` string `[batch, classes]` (the class names for each row, so
-    clients can label the probabilities without other metadata).
-    Outputs (regression): `score` float32 `[batch]`.
-
-    Returns:
-        `(fn, input_signature)`.
-    """
-    class_names = tf.constant(task.class_names or [""], dtype=tf.string)
-
-    def outputs(features):
-        y = model(features, training=False)
-        if task.kind == "regression":
-            return {"score": tf.cast(y, tf.float32)}
-        probabilities = tf.nn.softmax(tf.cast(y, tf.float32), axis=-1)
-        label_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        batch = tf.shape(probabilities)[0]
-        return {
-            "probabilities": probabilities,
-            "label_ids": label_ids,
-            "labels": tf.gather(class_names, label_ids),
-            "class_names": tf.tile(class_names[tf.newaxis, :], [batch, 1]),
-        }
-
-    if task.text_pair:
-
-        def serve(text, text_pair):
-            return outputs(preprocessor((text, text_pair)))
-
-        return serve, [_text_spec("text"), _text_spec("text_pair")]
-
-    def serve(text):
-        return outputs(preprocessor(text))
-
-    return serve, [_text_spec("text")]
+class ExportError(ValueError):
+    """The export cannot be written where asked; the message names the flag."""
 
 
 def save_serving_archive(path, tracked, endpoints):
@@ -65,47 +32,125 @@ def save_serving_archive(path, tracked, endpoints):
     Args:
         path: output folder.
         tracked: Keras layers/models whose variables the graph uses.
-        endpoints: `{signature_name: (fn, input_signature)}`; the first is
-            also `serving_default` unless one is named so.
+        endpoints: `{signature_name: (fn, input_signature)}`; `fn` may be a
+            `tf.function` with its own input signature, then pass `None`.
     """
     archive = keras.export.ExportArchive()
     for obj in tracked:
         archive.track(obj)
     for name, (fn, signature) in endpoints.items():
-        archive.add_endpoint(name, fn, signature)
+        if signature is None:
+            archive.add_endpoint(name, fn)
+        else:
+            archive.add_endpoint(name, fn, signature)
     archive.write_out(path, verbose=False)
 
 
-def export_classifier(
-    preprocessor, model, task, export_dir, model_name, version=None, metadata=None
-):
-    """Exports a fine-tuned model as `<export_dir>/<model_name>/<version>/`.
+def metadata_endpoint(metadata_json):
+    """The `metadata` signature: no inputs, one scalar string (the JSON)."""
+    return (
+        tf.function(
+            lambda: {contract.METADATA: tf.constant(metadata_json, dtype=tf.string)},
+            input_signature=[],
+        ),
+        None,
+    )
 
-    Example:
 
-    >>> path = export_classifier(pre, model, TaskSpec("classification",
-    ...                          ["negative", "positive"]), "exports", "sentiment")
-    ... # doctest: +SKIP
+def export_metadata(task, preprocessor, extra=None):
+    """The export's metadata as a JSON-able dict.
+
+    The `contract.ExportMetadata` fields (`task`, `signatures`,
+    `preprocessing`, `task_config`, `extra`, `version`) plus, for readers of
+    earlier exports, the entries of `preprocessing`, `task_config` and
+    `extra` repeated at the top level (e.g. `class_names`, `text_pair`,
+    `sequence_length`, `pooling`, `dev_metrics`).
+    """
+    meta = contract.ExportMetadata(
+        task=task.name,
+        signatures={
+            name: signature.as_dict()
+            for name, signature in contract.signatures_for(task.name, task.text_pair).items()
+        },
+        preprocessing={
+            "sequence_length": int(preprocessor.sequence_length),
+            "lowercase": bool(preprocessor.lowercase),
+            "vocabulary_size": int(preprocessor.vocabulary_size),
+        },
+        task_config=dict(task.metadata()),
+        extra=dict(extra or {}),
+    )
+    fields = json.loads(meta.to_json())
+    flat = {**meta.preprocessing, **meta.task_config, **meta.extra}
+    return {**{k: v for k, v in flat.items() if k not in fields}, **fields}
+
+
+def check_export_dir(export_dir, model_name=None):
+    """Raises `ExportError` (naming --export_dir/--model_name) when the
+    export cannot go to `<export_dir>/<model_name>/`."""
+    export_dir = os.fspath(export_dir)
+    path = export_dir
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if path and os.path.exists(path) and not os.path.isdir(path):
+        raise ExportError(f"--export_dir: {path} is a file, not a folder")
+    if model_name is not None:
+        model_dir = os.path.join(export_dir, model_name)
+        if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+            raise ExportError(f"--model_name: {model_dir} is a file, not a folder")
+
+
+def export_task(task, preprocessor, model, export_dir, model_name, version=None, extra=None):
+    """Exports `model` for `task` as `<export_dir>/<model_name>/<version>/`.
+
+    Args:
+        task: a `kerasbert.tasks.Task` (after `prepare`, e.g. with its class
+            names).
+        preprocessor: the `BertPreprocessor` the model was trained with.
+        model: the task's model (`task.build_model(...)`).
+        export_dir: the TF Serving base folder.
+        model_name: the served model's name (its folder).
+        version: an integer version (must not exist yet); default: one more
+            than the newest present.
+        extra: JSON-able facts for the metadata's `extra` (dev metrics, the
+            training file, the encoder's size...).
 
     Returns:
         The version folder written.
+
+    Raises:
+        ExportError: `export_dir` or the model folder is a file.
+        FileExistsError: `version` exists already.
+        ValueError: the task's endpoints are not the contract's signatures.
+
+    Example (not run as a doctest):
+
+        path = export_task(task, preprocessor, model, "exports", "sst2")
+        read_metadata(path)["task"]  # 'classification'
     """
-    fn, signature = classifier_serving_fn(preprocessor, model, task)
-    meta = {
-        "task": task.kind,
-        "class_names": list(task.class_names),
-        "text_pair": task.text_pair,
-        "sequence_length": preprocessor.sequence_length,
-        "lowercase": preprocessor.lowercase,
-        "vocabulary_size": preprocessor.vocabulary_size,
-    }
-    meta.update(metadata or {})
-    return write_versioned(
-        export_dir,
-        model_name,
-        lambda tmp: save_serving_archive(
-            tmp, [preprocessor, model], {"serving_default": (fn, signature)}
-        ),
-        version=version,
-        metadata=meta,
+    check_export_dir(export_dir, model_name)
+    endpoints = dict(task.serving_endpoints(preprocessor, model))
+    expected = set(contract.signatures_for(task.name, task.text_pair)) - {contract.METADATA_SIGNATURE}
+    if set(endpoints) != expected:
+        raise ValueError(
+            f"task {task.name!r} serves {sorted(endpoints)}, the contract says {sorted(expected)}"
+        )
+    metadata = export_metadata(task, preprocessor, extra)
+    endpoints[contract.METADATA_SIGNATURE] = metadata_endpoint(
+        json.dumps(metadata, ensure_ascii=False, sort_keys=True)
     )
+    try:
+        return write_versioned(
+            export_dir,
+            model_name,
+            lambda tmp: save_serving_archive(tmp, [preprocessor, model], endpoints),
+            version=version,
+            metadata=metadata,
+        )
+    except (NotADirectoryError, FileExistsError) as e:
+        if isinstance(e, FileExistsError) and version is not None and str(e).startswith("version"):
+            raise
+        raise ExportError(f"--export_dir: cannot write {os.path.join(export_dir, model_name)}: {e}") from e

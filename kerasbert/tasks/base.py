@@ -173,7 +173,12 @@ def get_task(name: str) -> type:
 
 
 def task_names(trainable_only: bool = False) -> list[str]:
+    """Registered task names in `kerasbert.contract.TASKS` order (others
+    after, as registered); the first trainable one is `--task`'s default."""
+    from kerasbert import contract
     from kerasbert.tasks import registry
 
     registry.load_all()
-    return [n for n, c in _REGISTRY.items() if c.trainable or not trainable_only]
+    order = {name: i for i, name in enumerate(contract.TASKS)}
+    names = sorted(_REGISTRY, key=lambda n: order.get(n, len(order)))
+    return [n for n in names if _REGISTRY[n].trainable or not trainable_only]

@@ -35,8 +35,16 @@ Example:
 (None, 128)
 """
 
+import dataclasses
+from typing import ClassVar
+
 import keras
 from keras import ops
+
+from kerasbert import contract
+from kerasbert.tasks.base import Task
+from kerasbert.tasks.base import TaskDataError
+from kerasbert.tasks.base import register
 
 POOLING_STRATEGIES = ("cls", "pooled", "mean", "max", "mean_max", "first_last_avg")
 
@@ -253,14 +261,110 @@ def build_embedding_model(backbone, pooling="mean", layer=-1, l2_normalize=False
         )
     if l2_normalize:
         embeddings = L2Normalize(name="l2_normalize")(embeddings)
-    embeddings = keras.layers.Activation("linear", dtype="float32", name="embeddings")(
+    embeddings = keras.layers.Activation("linear", dtype="float32", name=contract.EMBEDDINGS)(
         embeddings
     )
-    tokens = keras.layers.Activation("linear", dtype="float32", name="token_embeddings")(
-        tokens
-    )
+    tokens = keras.layers.Activation(
+        "linear", dtype="float32", name=contract.TOKEN_EMBEDDINGS
+    )(tokens)
     return keras.Model(
         inputs,
-        {"embeddings": embeddings, "token_embeddings": tokens},
+        {contract.EMBEDDINGS: embeddings, contract.TOKEN_EMBEDDINGS: tokens},
         name=f"bert_embedding_{pooling}",
     )
+
+
+# ---------------------------------------------------------------------------
+# The registered task (export only: `python -m kerasbert.export --mode embedding`).
+# ---------------------------------------------------------------------------
+@register
+@dataclasses.dataclass
+class EmbeddingTask(Task):
+    """Sentence embeddings from a (pretrained) encoder; nothing to train.
+
+    Attributes:
+        pooling: one of `POOLING_STRATEGIES`.
+        layer: the hidden state to pool (see `resolve_layer`).
+        l2_normalize: unit-length embeddings.
+        jit_compile: XLA-compile encoder + pooling in the export.
+
+    Example (not run as a doctest):
+
+        task = EmbeddingTask(pooling="mean", l2_normalize=True)
+        model = task.build_model(load_checkpoint(path).backbone)
+        export_task(task, preprocessor, model, "exports", "minilm")
+    """
+
+    name: ClassVar[str] = contract.EMBEDDING
+    description: ClassVar[str] = "text -> sentence vectors (export only)"
+    trainable: ClassVar[bool] = False
+
+    pooling: str = "mean"
+    layer: int = -1
+    l2_normalize: bool = False
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        try:
+            _check_pooling(self.pooling)
+        except ValueError as e:
+            raise TaskDataError(f"--pooling: {e}") from e
+        self.layer = int(self.layer)
+        self.l2_normalize = bool(self.l2_normalize)
+        self.jit_compile = bool(self.jit_compile)
+        self._facts = {}
+
+    @classmethod
+    def add_arguments(cls, parser):
+        parser.add_argument(
+            "--pooling", default="mean", choices=POOLING_STRATEGIES,
+            help="how token vectors become one sentence vector: cls ([CLS] vector), "
+            "pooled (BERT's tanh pooler, last layer only), mean (average over real tokens "
+            "incl. [CLS]/[SEP], as sentence-transformers), max (element-wise max over real "
+            "tokens), mean_max (both concatenated, 2x wide), first_last_avg (mean of the "
+            "average of the first and the chosen layer) (default: mean)")
+        parser.add_argument(
+            "--layer", type=int, default=-1,
+            help="hidden state to pool: 0 = embedding output, 1..N = transformer layers, "
+            "negative counts from the end (-1 = last, -2 = second-to-last, "
+            "bert-as-service's default) (default: -1)")
+        parser.add_argument(
+            "--l2_normalize", action="store_true",
+            help="scale embeddings to unit length (cosine similarity = dot product)")
+        parser.add_argument(
+            "--jit_compile", action="store_true",
+            help="XLA-compile encoder + pooling (compiles once per batch shape; on a "
+            "2-core CPU it measured no faster than TF's oneDNN kernels); stock "
+            "tensorflow_model_server then needs --xla_cpu_compilation_enabled=true")
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(
+            pooling=args.pooling, layer=args.layer, l2_normalize=args.l2_normalize,
+            jit_compile=bool(args.jit_compile),
+        )
+
+    def describe(self):
+        return (f"pooling={self.pooling} layer={self.layer}"
+                f"{' l2' if self.l2_normalize else ''}{' xla' if self.jit_compile else ''}")
+
+    def build_model(self, encoder, dropout=0.1):
+        """The pooling model (`build_embedding_model`); `dropout` is unused
+        (an embedding model runs with `training=False`)."""
+        model = build_embedding_model(encoder, self.pooling, self.layer, self.l2_normalize)
+        num_layers = len(encoder.transformer_layers)
+        self._facts = {
+            "layer_index": resolve_layer(self.layer, num_layers),
+            "num_layers": num_layers,
+            "embedding_dim": int(model.output[contract.EMBEDDINGS].shape[-1]),
+            "hidden_dim": int(encoder.hidden_dim),
+        }
+        return model
+
+    def serving_endpoints(self, preprocessor, model):
+        from kerasbert.export.embedding import embedding_serving_fns
+
+        return embedding_serving_fns(preprocessor, model, jit_compile=self.jit_compile)
+
+    def metadata(self):
+        return {**self.get_config(), **self._facts}
