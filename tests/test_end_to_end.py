@@ -49,7 +49,7 @@ def test_predict_through_tf_serving_stubs_matches_the_trained_model(served):
 
     # Same numbers as the in-memory model that was trained.
     results = export["results"]
-    model, pre = results["_model"], results["_preprocessor"]
+    model, pre = results.model, results.preprocessor
     expected = tf.nn.softmax(model(pre(tf.constant(TEXTS)), training=False)).numpy()
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 

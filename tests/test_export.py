@@ -43,7 +43,7 @@ FRESH_PROCESS = textwrap.dedent(
 
 def test_export_reloads_in_a_fresh_process_with_identical_outputs(trained_export):
     results = trained_export["results"]
-    model, pre, task = results["_model"], results["_preprocessor"], results["_task"]
+    model, pre, task = results.model, results.preprocessor, results.task
     expected = tf.nn.softmax(model(pre(tf.constant(TEXTS)), training=False)).numpy()
 
     proc = subprocess.run(
