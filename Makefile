@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test serve ui bench clean browser
+.PHONY: run test lint serve ui bench clean browser
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.dev browser
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Lint and format check (ruff, configured in pyproject.toml). `make test`
+# will run it first once the tree has been formatted.
+lint: $(VENV)/.dev
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 serve: $(VENV)/.runtime
 	$(PY) -m kerasbert.serve --port 8500 --model_name kerasbert --model_base_path exports/kerasbert
