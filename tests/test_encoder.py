@@ -60,7 +60,7 @@ def test_overriding_hidden_dim_re_derives_heads_and_intermediate_size():
     # The rule (heads = hidden/64, intermediate = 4 x hidden) is one function.
     assert derived_dims(128) == (2, 512)
     assert derived_dims(32) == (1, 128)
-    for size, shape in ENCODER_SIZES.items():
+    for shape in ENCODER_SIZES.values():
         assert (shape.num_heads, shape.intermediate_dim) == derived_dims(shape.hidden_dim)
     config = encoder_config("tiny", hidden_dim=256)
     assert (config["num_layers"], config["hidden_dim"], config["num_heads"],

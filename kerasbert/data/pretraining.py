@@ -408,7 +408,10 @@ _GOLDEN = 0x9E3779B97F4A7C15
 
 def _splitmix64(x):
     """SplitMix64's finaliser: a strong 64-bit mixing function (uint64)."""
-    shift = lambda v, n: tf.bitwise.right_shift(v, tf.constant(n, tf.uint64))
+
+    def shift(v, n):
+        return tf.bitwise.right_shift(v, tf.constant(n, tf.uint64))
+
     x = tf.bitwise.bitwise_xor(x, shift(x, 30)) * tf.constant(0xBF58476D1CE4E5B9, tf.uint64)
     x = tf.bitwise.bitwise_xor(x, shift(x, 27)) * tf.constant(0x94D049BB133111EB, tf.uint64)
     return tf.bitwise.bitwise_xor(x, shift(x, 31))
