@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import shared_path
 
+from conftest import shared_path
 from kerasbert.preprocessing.bert_preprocessor import SPECIAL_TOKENS
 from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
 
@@ -44,7 +44,8 @@ CASES = [
     ("HELLO, World!", [("hello", "HELLO"), (",", ","), ("world", "World"), ("!", "!")],
      [("[UNK]", "HELLO"), ("[UNK]", ","), ("[UNK]", "World"), ("[UNK]", "!")]),
     # full-width letters and digits (BERT does no compatibility folding)
-    ("ＡＢＣ１２３", [("ａ", "Ａ"), ("##ｂ", "Ｂ"), ("##ｃ", "Ｃ"), ("##１", "１"), ("##２", "２"), ("##３", "３")],
+    ("ＡＢＣ１２３",
+     [("ａ", "Ａ"), ("##ｂ", "Ｂ"), ("##ｃ", "Ｃ"), ("##１", "１"), ("##２", "２"), ("##３", "３")],
      [("ＡＢＣ", "ＡＢＣ"), ("##１２３", "１２３")]),
     # control and format characters are dropped but stay inside the span;
     # an accent after a dropped character still composes with its letter
@@ -164,7 +165,7 @@ def test_random_text_spans_cover_their_tokens(lowercase):
 def conll_sentences(path):
     """CoNLL-2003 sentences, words joined by single spaces."""
     sentences, words = [], []
-    for line in open(path, encoding="utf-8"):
+    for line in path.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if not line or line.startswith("-DOCSTART-"):
             if words:
@@ -179,19 +180,23 @@ def conll_sentences(path):
 
 def resume_sentences(path):
     """Chinese Resume sentences, characters joined with ""."""
-    lines = open(path, encoding="utf-8").read().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     return ["".join(line.split("\t")[0].split(" ")) for line in lines if line.strip()]
 
 
 def sst2_sentences(path):
-    return [line.split("\t")[0] for line in open(path, encoding="utf-8").read().splitlines()[1:]]
+    return [line.split("\t")[0] for line in path.read_text(encoding="utf-8").splitlines()[1:]]
 
 
+SST2_DEV = ("data", "glue_sst2", "dev.tsv")
+CONLL_TESTA = ("data", "conll2003", "eng.testa")
+RESUME_DEV = ("data", "chinese_ner_resume", "dev.char.bmes")
+# name: (file, reader, vocabulary, lowercase, lines)
 REAL_DATA = {
-    "sst2_dev": (("data", "glue_sst2", "dev.tsv"), sst2_sentences, "bert-base-uncased", True, 872),
-    "conll_testa": (("data", "conll2003", "eng.testa"), conll_sentences, "bert-base-uncased", True, 3250),
-    "conll_testa_cased": (("data", "conll2003", "eng.testa"), conll_sentences, "bert-base-uncased", False, 3250),
-    "resume_dev": (("data", "chinese_ner_resume", "dev.char.bmes"), resume_sentences, "bert-base-chinese", True, 463),
+    "sst2_dev": (SST2_DEV, sst2_sentences, "bert-base-uncased", True, 872),
+    "conll_testa": (CONLL_TESTA, conll_sentences, "bert-base-uncased", True, 3250),
+    "conll_testa_cased": (CONLL_TESTA, conll_sentences, "bert-base-uncased", False, 3250),
+    "resume_dev": (RESUME_DEV, resume_sentences, "bert-base-chinese", True, 463),
 }
 
 
