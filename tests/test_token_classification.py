@@ -209,12 +209,14 @@ def test_evaluate_matches_the_metric_on_known_wrong_predictions():
 
 def test_real_files_round_trip_through_alignment_and_windows():
     """Gold tags aligned onto WordPieces, cut into windows of 32 and read back
-    as word tags: CoNLL comes back exactly; in Resume only entities whose
-    boundary falls inside one BERT token (a Latin or digit run) can change."""
+    as word tags: CoNLL and Resume come back exactly; in Weibo dev one
+    sentence differs, where two adjacent entities "Big" + "wok" are one BERT
+    token ("bigwok") and so merge."""
     task = TokenClassificationTask()
-    for folder, name, vocab, exact in [
-        ("conll2003", "eng.testa", "bert-base-uncased", True),
-        ("chinese_ner_resume", "dev.char.bmes", "bert-base-chinese", False),
+    for folder, name, vocab, differ in [
+        ("conll2003", "eng.testa", "bert-base-uncased", 0),
+        ("chinese_ner_resume", "dev.char.bmes", "bert-base-chinese", 0),
+        ("chinese_ner_weibo", "dev.all.bmes", "bert-base-chinese", 1),
     ]:
         corpus = task.read_examples(str(shared_path("data", folder, name)))
         task = TokenClassificationTask(entity_types=corpus.entity_types())
@@ -231,11 +233,9 @@ def test_real_files_round_trip_through_alignment_and_windows():
             token_tags = np.maximum(merged[i], 0)  # -1 only at ## pieces, replaced by propagation
             ids = tagging.word_tags_from_tokens(starts, ends, token_tags, s.spans, is_continuation=cont)
             recovered.append([task.tags[t] for t in ids])
-        scores = flat_scores([list(s.tags) for s in corpus], recovered)
-        if exact:
-            assert recovered == [list(s.tags) for s in corpus]
-        else:
-            assert scores["f1"] > 0.995, scores
+        wrong = [s.line for s, r in zip(corpus, recovered) if list(s.tags) != r]
+        assert len(wrong) == differ, (name, wrong)
+        assert flat_scores([list(s.tags) for s in corpus], recovered)["f1"] > 0.99
 
 
 # ---------------------------------------------------------------------------
@@ -250,7 +250,9 @@ def test_registry_flags_config_and_metadata(tmp_path):
     task = cls.from_args(args)
     assert (task.format, task.scheme, task.label_all_subtokens) == ("bmes", "bioes", False)
     with pytest.raises(SystemExit):
-        parser.parse_args(["--format", "csv"])
+        parser.parse_args(["--format", "xml"])
+    with pytest.raises(TaskDataError, match="--format tsv: token classification reads auto, conll, bmes"):
+        cls.from_args(argparse.Namespace(format="tsv"))  # the table tasks' value of the shared flag
     train = tmp_path / "train.txt"
     train.write_text("张 三\tB-PER E-PER\n去 北 京\tO B-LOC E-LOC\n", encoding="utf-8")
     corpus = task.read_examples(str(train))

@@ -247,8 +247,13 @@ class TokenClassificationTask(Task):
 
     @classmethod
     def from_args(cls, args) -> TokenClassificationTask:
+        fmt = getattr(args, "format", "auto") or "auto"
+        if fmt not in tagging.FORMATS:  # --format is shared with the table tasks (tsv, csv)
+            raise TaskDataError(
+                f"--format {fmt}: token classification reads {', '.join(tagging.FORMATS)}"
+            )
         return cls(
-            format=getattr(args, "format", "auto") or "auto",
+            format=fmt,
             scheme=getattr(args, "tag_scheme", "auto") or "auto",
             label_all_subtokens=bool(getattr(args, "label_all_subtokens", False)),
         )
