@@ -83,6 +83,8 @@ def json_to_tensor(name: str, value: Any, dtype: tf.DType) -> tf.Tensor:
 def request_to_inputs(body: dict, signature_def) -> tuple[dict[str, tf.Tensor], bool]:
     """Parses a `:predict` body into named tensors; returns `(inputs, row_format)`."""
     expected = {k: tf.dtypes.as_dtype(v.dtype) for k, v in signature_def.inputs.items()}
+    if not expected and not body.get("instances") and not body.get("inputs"):
+        return {}, False  # a signature without inputs (e.g. kerasbert's `metadata`): nothing to parse
     if ("instances" in body) == ("inputs" in body):
         raise invalid_argument("the request must have exactly one of 'instances' (row) or 'inputs' (columnar)")
     if "instances" in body:
