@@ -30,10 +30,15 @@ with Client("localhost:8500", model_name="minilm") as client:   # an embedding e
     client.similarity("A man plays guitar.", "Someone plays an instrument.")   # cosine, 0.687
     client.search("a sleeping pet", ["A man plays guitar.", "A cat sleeps."], k=1)
     # [{'corpus_id': 1, 'score': 0.659, 'text': 'A cat sleeps.'}]
+
+with Client("localhost:8500", model_name="conll") as client:   # a token-classification export
+    client.task                        # 'token_classification' (from the model's `metadata` signature)
+    client.entities("Angela Merkel visited Paris.")
+    # [{'label': 'PER', 'start': 0, 'end': 13, 'text': 'Angela Merkel', 'score': 0.98}, ...]
 ```
 
 Command line: ``python -m kerasbert.client --server localhost:8500 --model sst2 "a fine film"``
-(``--encode`` prints embeddings instead).
+(``--encode`` prints embeddings, ``--regress`` scores, ``--entities`` entities instead).
 """
 
 from kerasbert.client.api import Client, cosine_similarity
@@ -42,9 +47,11 @@ from kerasbert.client.errors import (
     InvalidInput,
     KerasBertClientError,
     ModelNotFound,
+    NoExportMetadata,
     RequestTimeout,
     ServerUnavailable,
     SignatureNotFound,
+    WrongTask,
 )
 from kerasbert.client.protos import (  # noqa: F401  (module attributes of the former client.py)
     get_model_metadata_pb2,
@@ -63,10 +70,12 @@ __all__ = [
     "InvalidInput",
     "KerasBertClientError",
     "ModelNotFound",
+    "NoExportMetadata",
     "RequestTimeout",
     "ServerUnavailable",
     "SignatureNotFound",
     "Transport",
+    "WrongTask",
     "cosine_similarity",
     "default_model",
     "default_server",

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from kerasbert import contract
 from kerasbert.client import decoders
-from kerasbert.client.errors import KerasBertClientError
+from kerasbert.client.errors import InvalidInput, KerasBertClientError, NoExportMetadata, WrongTask
 from kerasbert.client.transport import Transport
+
+# What to call for each task (the hint of a WrongTask error).
+TASK_METHODS = {
+    contract.CLASSIFICATION: "classify()",
+    contract.REGRESSION: "regress()",
+    contract.EMBEDDING: "encode(), similarity(), search() or encode_tokens()",
+    contract.TOKEN_CLASSIFICATION: "entities() or tokens()",
+}
 
 # --------------------------------------------------------------------------------------
 # Inputs and embedding maths (numpy only)
@@ -32,6 +41,21 @@ def _text_list(texts: str | bytes | Iterable[str], what: str) -> list[Any]:
         if not isinstance(text, (str, bytes)):
             raise TypeError(f"{what}[{i}] is {text!r} ({type(text).__name__}), not a string")
     return texts
+
+
+def _a(word: str) -> str:
+    """``"an embedding"``, ``"a classification"``."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+def _as_str(text: str | bytes, index: int) -> str:
+    """Offsets count code points of a str, so bytes are decoded (UTF-8) first."""
+    if isinstance(text, str):
+        return text
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"texts[{index}] is bytes but not UTF-8 ({err}); pass str") from None
 
 
 def _texts_or_vectors(values: Any, what: str) -> tuple[list[Any] | None, np.ndarray | None, bool]:
@@ -133,14 +157,73 @@ class Client(Transport):
                 )
         return inputs
 
-    def _decode(self, decode: Callable[..., Any], outputs: dict[str, np.ndarray], hint: str, *args: Any) -> Any:
-        """``decode(outputs, *args)``; a missing output becomes an error naming the signature and ``hint``."""
+    def _known_metadata(self) -> contract.ExportMetadata | None:
+        """The export metadata if the model gives it; ``None`` if it does not or the call fails."""
         try:
-            return decode(outputs, *args)
+            return self.export_metadata()
+        except KerasBertClientError:
+            return None
+
+    @contextlib.contextmanager
+    def _for_task(self, expected: str, hint: str, signature_name: str | None = None) -> Iterator[None]:
+        """Turns missing outputs, and a rejected request to a model of another task, into WrongTask.
+
+        ``hint`` says what to do when the model does not tell its task (no export metadata);
+        ``signature_name`` is the signature called (default: the client's).
+        """
+        where = f"signature '{signature_name or self.signature_name}' of {self._describe_model()}"
+        try:
+            yield
         except decoders.MissingOutputs as err:
-            raise KerasBertClientError(
-                f"signature '{self.signature_name}' of {self._describe_model()} has {err}; {hint}"
-            ) from None
+            raise self._wrong_task(expected, f"{where} has {err}", hint) from None
+        except InvalidInput as err:  # e.g. no 'text_pair' input, or no 'tokens' signature
+            meta = self._known_metadata()
+            if meta is None or meta.task == expected:
+                raise
+            raise self._wrong_task(expected, f"{where} rejected the request ({err.details})", hint, meta) from err
+
+    def _wrong_task(
+        self, expected: str, problem: str, hint: str, meta: contract.ExportMetadata | None = None
+    ) -> WrongTask:
+        """The error for calling a method of task ``expected``; ``problem`` says what went wrong."""
+        meta = meta or self._known_metadata()
+        if meta is None:
+            message = (
+                f"{problem}; {hint}. The model does not say which task it performs (no kerasbert "
+                f"'{contract.METADATA_SIGNATURE}' signature: an export from an older kerasbert, or not a "
+                f"kerasbert export); predict() returns its outputs as they are"
+            )
+            return WrongTask(message, None, expected)
+        if meta.task != expected:
+            use = TASK_METHODS.get(meta.task, "predict()")
+            message = (
+                f"{self._describe_model()} is {_a(meta.task)} export, not {_a(expected)} one: use {use} ({problem})"
+            )
+        else:
+            message = (
+                f"{problem}; the model is {_a(expected)} export with the signatures "
+                f"{', '.join(sorted(meta.signatures))}: is signature_name right?"
+            )
+        return WrongTask(message, meta.task, expected)
+
+    @property
+    def task(self) -> str | None:
+        """The served model's task (one of ``kerasbert.contract.TASKS``), from its export metadata.
+
+        ``None`` when the model does not say (no ``metadata`` signature: an export from an older
+        kerasbert, or not a kerasbert export). Asks the server once per model/version (see
+        :meth:`export_metadata`), so it raises ServerUnavailable, ModelNotFound... like any call.
+
+        Example:
+
+        ```python
+        {"classification": client.classify, "token_classification": client.entities}[client.task]("Paris")
+        ```
+        """
+        try:
+            return self.export_metadata().task
+        except NoExportMetadata:
+            return None
 
     # -- API -------------------------------------------------------------------------------
 
@@ -165,8 +248,8 @@ class Client(Transport):
         # [{'label': 'positive', 'label_id': 1, 'probabilities': {'negative': 0.1, 'positive': 0.9}}]
         ```
         """
-        outputs = self.predict(self._text_inputs(texts, text_pairs), batch_size=batch_size)
-        return self._decode(decoders.classification, outputs, "use regress() or predict()")
+        with self._for_task(contract.CLASSIFICATION, "use regress() or predict()"):
+            return decoders.classification(self.predict(self._text_inputs(texts, text_pairs), batch_size=batch_size))
 
     def regress(
         self, texts: str | Iterable[str], text_pairs: str | Iterable[str] | None = None, batch_size: int | None = None
@@ -187,8 +270,8 @@ class Client(Transport):
         client.regress("A man plays guitar.", "Someone plays an instrument.")  # array([3.9], dtype=float32)
         ```
         """
-        outputs = self.predict(self._text_inputs(texts, text_pairs), batch_size=batch_size)
-        return self._decode(decoders.regression, outputs, "use classify() or predict()")
+        with self._for_task(contract.REGRESSION, "use classify() or predict()"):
+            return decoders.regression(self.predict(self._text_inputs(texts, text_pairs), batch_size=batch_size))
 
     def encode(
         self, texts: str | Iterable[str], batch_size: int | None = None, *, sort_by_length: bool = True
@@ -209,8 +292,10 @@ class Client(Transport):
 
         Raises:
             ValueError: no texts.
+            TypeError: a text is not a string (the message names its position).
             ServerUnavailable, RequestTimeout, ModelNotFound: see :class:`KerasBertClientError`.
-            KerasBertClientError: the signature has no ``embeddings`` output (e.g. a classifier).
+            WrongTask: the model is not an embedding export (the message says what to call
+                instead), or the signature has no ``embeddings`` output.
 
         Example:
 
@@ -222,9 +307,11 @@ class Client(Transport):
         order = np.arange(len(texts))
         if sort_by_length:
             order = np.argsort([len(t) for t in texts], kind="stable")
-        outputs = self.predict({contract.TEXT: [texts[i] for i in order]}, batch_size=batch_size)
         hint = "export the model with `python -m kerasbert.export --mode embedding`"
-        embeddings = self._decode(decoders.embeddings, outputs, hint)
+        with self._for_task(contract.EMBEDDING, hint):
+            embeddings = decoders.embeddings(
+                self.predict({contract.TEXT: [texts[i] for i in order]}, batch_size=batch_size)
+            )
         result = np.empty_like(embeddings)
         result[order] = embeddings
         return result
@@ -254,10 +341,12 @@ class Client(Transport):
         row["embeddings"].shape  # (5, 384)
         ```
         """
-        sibling = self._with_signature(signature_name)
-        batches = sibling._predict_batches({contract.TEXT: _text_list(texts, "texts")}, batch_size=batch_size)
-        hint = "call the embedding export's token signature"
-        return [row for _, outputs in batches for row in sibling._decode(decoders.token_embeddings, outputs, hint)]
+        texts = _text_list(texts, "texts")
+        with self._for_task(contract.EMBEDDING, "call the embedding export's token signature", signature_name):
+            batches = self._predict_batches(
+                {contract.TEXT: texts}, batch_size=batch_size, signature_name=signature_name
+            )
+            return [row for _, outputs in batches for row in decoders.token_embeddings(outputs)]
 
     def _embed(self, *items: Any, names: Sequence[str], batch_size: int | None) -> list[tuple[np.ndarray, bool]]:
         """Each item (texts or embeddings) as ``(matrix, single)``; all texts go in one encode()."""
@@ -338,3 +427,86 @@ class Client(Transport):
                     hit["text"] = corpus_texts[hit["corpus_id"]]
             hits.append(found)
         return hits[0] if single else hits
+
+    # -- token classification ----------------------------------------------------------------
+
+    def entities(
+        self, texts: str | Iterable[str], batch_size: int | None = None
+    ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Named entities found by a token-classification (NER) export, with offsets into your text.
+
+        Args:
+            texts: one string, or a list of strings.
+            batch_size: texts per request (default: the client's ``batch_size``).
+
+        Returns:
+            For one string, its list of entities; for a list, one such list per text. An entity
+            is ``{"label": str, "start": int, "end": int, "text": str, "score": float}`` where
+            ``start``/``end`` are Python string offsets (Unicode code points) into the text as
+            you gave it, so ``text[start:end] == entity["text"]`` (also for accents, CJK, emoji
+            and runs of spaces). Entities come in text order; a text without any gives ``[]``.
+
+        Raises:
+            ValueError: no texts. TypeError: a text is not a string (the message names it).
+            WrongTask: the model is not a token-classification export (the message says what to
+                call instead). ServerUnavailable, ModelNotFound, ...: as for any call.
+
+        Example:
+
+        ```python
+        client.entities("Angela Merkel besuchte Paris.")
+        # [{'label': 'PER', 'start': 0, 'end': 13, 'text': 'Angela Merkel', 'score': 0.98},
+        #  {'label': 'LOC', 'start': 23, 'end': 28, 'text': 'Paris', 'score': 0.99}]
+        ```
+        """
+        single = isinstance(texts, (str, bytes))
+        texts = [_as_str(t, i) for i, t in enumerate(_text_list(texts, "texts"))]
+        hint = "export a token_classification model (`python -m kerasbert.train --task token_classification`)"
+        with self._for_task(contract.TOKEN_CLASSIFICATION, hint):
+            rows = [
+                row
+                for part, outputs in self._predict_batches({contract.TEXT: texts}, batch_size=batch_size)
+                for row in decoders.entities(outputs, texts[part])
+            ]
+        return rows[0] if single else rows
+
+    def tokens(
+        self,
+        texts: str | Iterable[str],
+        signature_name: str = contract.TOKENS_SIGNATURE,
+        batch_size: int | None = None,
+    ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """Each WordPiece's tag from a token-classification export's ``tokens`` signature (inspection).
+
+        Args:
+            texts: one string, or a list of strings.
+            signature_name: the signature returning ``tokens``, ``token_labels`` and
+                ``token_probabilities`` (and ``token_starts``/``token_ends``).
+            batch_size: texts per request (default: the client's ``batch_size``).
+
+        Returns:
+            For one string, its list of tokens; for a list, one such list per text. A token is
+            ``{"token": str, "label": str, "probability": float, "start": int | None,
+            "end": int | None}``; offsets are code points into the text, ``None`` for tokens
+            that are not in it (``[CLS]``, ``[SEP]``). Padding is removed.
+
+        Raises:
+            as :meth:`entities`.
+
+        Example:
+
+        ```python
+        client.tokens("Paris")
+        # [{'token': '[CLS]', 'label': 'O', 'probability': 0.99, 'start': None, 'end': None},
+        #  {'token': 'paris', 'label': 'B-LOC', 'probability': 0.97, 'start': 0, 'end': 5}, ...]
+        ```
+        """
+        single = isinstance(texts, (str, bytes))
+        texts = [_as_str(t, i) for i, t in enumerate(_text_list(texts, "texts"))]
+        hint = "call a token_classification export's token signature"
+        with self._for_task(contract.TOKEN_CLASSIFICATION, hint, signature_name):
+            batches = self._predict_batches(
+                {contract.TEXT: texts}, batch_size=batch_size, signature_name=signature_name
+            )
+            rows = [row for _, outputs in batches for row in decoders.tagged_tokens(outputs)]
+        return rows[0] if single else rows

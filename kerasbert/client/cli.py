@@ -23,7 +23,8 @@ from kerasbert.client.transport import (
 DESCRIPTION = (
     "Send texts to a served kerasbert model (TF Serving gRPC: stock tensorflow_model_server or "
     "python -m kerasbert.serve) and print the answer as JSON: class probabilities by default, "
-    "--regress scores, --encode embeddings; --status and --metadata describe the model."
+    "--regress scores, --encode embeddings, --entities named entities with character offsets; --status and "
+    "--metadata describe the model."
 )
 
 
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pair", action="append", help="second text of a pair task (repeat once per text)")
     parser.add_argument("--regress", action="store_true", help="print the 'score' output (regression exports)")
     parser.add_argument("--encode", action="store_true", help="print the texts' embeddings (embedding exports)")
+    parser.add_argument(
+        "--entities", action="store_true", help="print each text's entities with offsets (token-classification exports)"
+    )
     parser.add_argument("--status", action="store_true", help="print the served versions and their states")
     parser.add_argument("--metadata", action="store_true", help="print the signature's inputs and outputs")
     parser.add_argument("--timeout", type=float, default=10.0)
@@ -68,11 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(_dumps(client.metadata(), indent=2))
             if args.texts and args.encode:
                 print(_dumps(client.encode(args.texts).tolist()))
+            elif args.texts and args.entities:
+                print(_dumps(client.entities(args.texts), indent=2))
             elif args.texts and args.regress:
                 print(_dumps(client.regress(args.texts, args.pair).tolist()))
             elif args.texts:
                 print(_dumps(client.classify(args.texts, args.pair), indent=2))
-        except (KerasBertClientError, ValueError) as err:
+        except (KerasBertClientError, ValueError, TypeError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
     return 0

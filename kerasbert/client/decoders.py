@@ -75,3 +75,71 @@ def token_embeddings(outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     return [
         {"tokens": [str(t) for t in tokens[i][mask[i]]], "embeddings": vectors[i][mask[i]]} for i in range(len(tokens))
     ]
+
+
+def _offset(value: Any) -> int | None:
+    """A code point offset as a Python int; ``None`` for the -1 of padding or special tokens."""
+    value = int(value)
+    return value if value >= 0 else None
+
+
+def entities(outputs: dict[str, np.ndarray], texts: list[str]) -> list[list[dict[str, Any]]]:
+    """Per text, its entities ``{"label", "start", "end", "text", "score"}``, padding removed.
+
+    ``start``/``end`` are Unicode code point offsets into the text (``text[start:end]`` is the
+    entity); ``text`` is the export's ``entity_texts`` (the same span, as the server cut it).
+    """
+    labels, starts, ends = require(outputs, contract.ENTITY_LABELS, contract.ENTITY_STARTS, contract.ENTITY_ENDS)
+    spans = outputs.get(contract.ENTITY_TEXTS)
+    scores = outputs.get(contract.ENTITY_SCORES)
+    counts = outputs.get(contract.NUM_ENTITIES)
+    results = []
+    for i, text in enumerate(texts):
+        width = labels.shape[1] if labels.ndim > 1 else 0
+        count = min(int(counts[i]), width) if counts is not None else width
+        row = []
+        for j in range(count):
+            start, end = _offset(starts[i, j]), _offset(ends[i, j])
+            if not labels[i, j] or start is None or end is None:
+                continue  # padding
+            row.append(
+                {
+                    "label": str(labels[i, j]),
+                    "start": start,
+                    "end": end,
+                    "text": str(spans[i, j]) if spans is not None else text[start:end],
+                    "score": float(scores[i, j]) if scores is not None else None,
+                }
+            )
+        results.append(row)
+    return results
+
+
+def tagged_tokens(outputs: dict[str, np.ndarray]) -> list[list[dict[str, Any]]]:
+    """Per text, its WordPieces ``{"token", "label", "probability", "start", "end"}``, padding removed.
+
+    ``start``/``end`` are code point offsets into the text, ``None`` where the export gives -1
+    (special tokens such as ``[CLS]``).
+    """
+    tokens, labels, probabilities = require(
+        outputs, contract.TOKENS, contract.TOKEN_LABELS, contract.TOKEN_PROBABILITIES
+    )
+    starts = outputs.get(contract.TOKEN_STARTS)
+    ends = outputs.get(contract.TOKEN_ENDS)
+    results = []
+    for i in range(len(tokens)):
+        row = []
+        for j, token in enumerate(tokens[i]):
+            if token == "":
+                continue  # padding
+            row.append(
+                {
+                    "token": str(token),
+                    "label": str(labels[i, j]),
+                    "probability": float(probabilities[i, j]),
+                    "start": _offset(starts[i, j]) if starts is not None else None,
+                    "end": _offset(ends[i, j]) if ends is not None else None,
+                }
+            )
+        results.append(row)
+    return results

@@ -46,3 +46,26 @@ class SignatureNotFound(InvalidInput):
 
 class RequestTimeout(KerasBertClientError, TimeoutError):
     """The server did not answer within the client's ``timeout`` (gRPC ``DEADLINE_EXCEEDED``)."""
+
+
+class NoExportMetadata(KerasBertClientError, LookupError):
+    """The model does not say which task it performs: it has no ``metadata`` signature (an export
+    from an older kerasbert, or not a kerasbert export), or that signature's answer is not
+    kerasbert export metadata. :meth:`Client.predict` still works on it."""
+
+
+class WrongTask(KerasBertClientError):
+    """A task method was called on a model of another task (e.g. ``classify()`` on an embedding
+    export), or the signature lacks the outputs the method decodes.
+
+    Attributes:
+        task: the model's own task (from its export metadata), or ``None`` when it does not say.
+        expected: the task the called method is for (a name in ``kerasbert.contract.TASKS``).
+    """
+
+    def __init__(
+        self, message: str, task: str | None, expected: str, code: str | None = None, details: str | None = None
+    ):
+        super().__init__(message, code, details)
+        self.task = task
+        self.expected = expected

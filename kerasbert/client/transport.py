@@ -8,6 +8,7 @@ per-task methods (``classify``, ``encode``, ``entities``...) on top of it.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from kerasbert.client.errors import (
     InvalidInput,
     KerasBertClientError,
     ModelNotFound,
+    NoExportMetadata,
     RequestTimeout,
     ServerUnavailable,
     SignatureNotFound,
@@ -107,6 +109,8 @@ class Transport:
         self._channel = grpc.insecure_channel(target, options=options)
         self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        # (model_name, version) -> ExportMetadata, or (reason, code, details) when the model has none.
+        self._export_metadata: dict[tuple[str, Any], Any] = {}
 
     def __repr__(self) -> str:
         return (
@@ -116,18 +120,10 @@ class Transport:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _with_signature(self, signature_name: str) -> Transport:
-        """A shallow copy calling another signature (same channel, same caches)."""
-        if signature_name == self.signature_name:
-            return self
-        sibling = copy.copy(self)
-        sibling.signature_name = signature_name
-        return sibling
-
-    def _fill_model_spec(self, spec: Any, with_signature: bool = True) -> None:
+    def _fill_model_spec(self, spec: Any, signature_name: str | None = None) -> None:
         spec.name = self.model_name
-        if with_signature:
-            spec.signature_name = self.signature_name
+        if signature_name:
+            spec.signature_name = signature_name
         if isinstance(self.version, str):
             spec.version_label = self.version
         elif self.version is not None:
@@ -141,9 +137,10 @@ class Transport:
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as err:
-            raise self._translate(err) from None
+            signature = getattr(getattr(request, "model_spec", None), "signature_name", "")
+            raise self._translate(err, signature or self.signature_name) from None
 
-    def _translate(self, err: grpc.RpcError) -> KerasBertClientError:
+    def _translate(self, err: grpc.RpcError, signature_name: str) -> KerasBertClientError:
         code = err.code() if hasattr(err, "code") else None
         details = (err.details() if hasattr(err, "details") else None) or str(err)
         name = code.name if code is not None else None
@@ -157,7 +154,7 @@ class Transport:
             )
         if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION) and "signature" in details.lower():
             return SignatureNotFound(
-                f"{self._describe_model()} at {self.target} has no signature '{self.signature_name}': {details} "
+                f"{self._describe_model()} at {self.target} has no signature '{signature_name}': {details} "
                 f"– see Client.metadata()['signatures'] for the ones it has",
                 name,
                 details,
@@ -235,9 +232,20 @@ class Transport:
         return merged
 
     def _predict_batches(
-        self, inputs: dict[str, Any], output_filter: Sequence[str] | None = None, batch_size: int | None = None
+        self,
+        inputs: dict[str, Any],
+        output_filter: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        signature_name: str | None = None,
     ) -> list[Batch]:
-        """Sends ``inputs`` in requests of at most ``batch_size`` rows; ``[(rows, outputs), ...]`` in order."""
+        """Sends ``inputs`` in requests of at most ``batch_size`` rows; ``[(rows, outputs), ...]`` in order.
+
+        ``signature_name``: another signature than the client's own (e.g. ``tokens``).
+        """
+        if signature_name in (None, self.signature_name):
+            send = self._predict_once
+        else:
+            send = functools.partial(self._request, signature_name=signature_name)
         if not inputs:
             raise ValueError("predict() needs at least one named input")
         arrays = {}
@@ -255,18 +263,25 @@ class Transport:
             raise ValueError(f"inputs have different numbers of rows: {rows}")
         total = next(iter(rows.values()))
         if total is None:  # scalar inputs: nothing to split
-            return [(slice(None), self._predict_once(arrays, output_filter))]
+            return [(slice(None), send(arrays, output_filter))]
         step = batch_size or self.batch_size
         return [
-            (rows_, self._predict_once({k: a[rows_] for k, a in arrays.items()}, output_filter))
+            (rows_, send({k: a[rows_] for k, a in arrays.items()}, output_filter))
             for rows_ in (slice(start, min(start + step, total)) for start in range(0, total, step))
         ]
 
     def _predict_once(
         self, arrays: dict[str, np.ndarray], output_filter: Sequence[str] | None
     ) -> dict[str, np.ndarray]:
+        """One Predict request to the client's signature."""
+        return self._request(arrays, output_filter, self.signature_name)
+
+    def _request(
+        self, arrays: dict[str, np.ndarray], output_filter: Sequence[str] | None, signature_name: str
+    ) -> dict[str, np.ndarray]:
+        """One Predict request to ``signature_name``."""
         request = predict_pb2.PredictRequest()
-        self._fill_model_spec(request.model_spec)
+        self._fill_model_spec(request.model_spec, signature_name)
         for name, array in arrays.items():
             request.inputs[name].CopyFrom(to_tensor_proto(array))
         if output_filter:
@@ -294,7 +309,7 @@ class Transport:
         ```
         """
         request = get_model_metadata_pb2.GetModelMetadataRequest()
-        self._fill_model_spec(request.model_spec, with_signature=False)
+        self._fill_model_spec(request.model_spec)
         request.metadata_field.append("signature_def")
         response = self._call(self._prediction.GetModelMetadata, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
@@ -327,6 +342,72 @@ class Transport:
             "signatures": signatures,
         }
 
+    def export_metadata(self, *, refresh: bool = False) -> contract.ExportMetadata:
+        """What the model says about itself: its task, signatures, preprocessing and task facts.
+
+        Calls ``Predict`` on the export's ``metadata`` signature (no inputs; one scalar string,
+        the JSON of :class:`kerasbert.contract.ExportMetadata`), so it works against stock
+        ``tensorflow_model_server`` (gRPC) as well as ``kerasbert.serve``. The answer is cached
+        per model name and version (``version=None``: the version that answered first; pass
+        ``refresh=True`` to ask again, e.g. after the server loaded a new version).
+
+        Returns:
+            A copy of the cached ``ExportMetadata``: ``.task`` (one of ``contract.TASKS``),
+            ``.signatures``, ``.preprocessing``, ``.task_config`` (e.g. ``class_names``,
+            ``text_pair``, ``entity_types``) and ``.extra``.
+
+        Raises:
+            NoExportMetadata: the model has no ``metadata`` signature (an export from an older
+                kerasbert, or not a kerasbert export) or it answers something else;
+                :meth:`predict` still works.
+            ServerUnavailable, ModelNotFound, RequestTimeout: as for any call.
+
+        Example:
+
+        ```python
+        meta = client.export_metadata()
+        meta.task                          # 'token_classification'
+        meta.task_config["entity_types"]   # ['LOC', 'MISC', 'ORG', 'PER']
+        ```
+        """
+        key = (self.model_name, self.version)
+        if refresh:
+            self._export_metadata.pop(key, None)
+        if key not in self._export_metadata:
+            self._export_metadata[key] = self._fetch_export_metadata()
+        cached = self._export_metadata[key]
+        if isinstance(cached, tuple):
+            reason, code, details = cached
+            raise NoExportMetadata(
+                f"{self._describe_model()} at {self.target} does not say which task it performs: it {reason} "
+                f"(an export from an older kerasbert, or not a kerasbert export). predict() still works "
+                f"on it; Client.metadata()['signatures'] lists what it takes and returns",
+                code,
+                details,
+            )
+        return copy.deepcopy(cached)  # callers may change it; the cache stays as the model said
+
+    def _fetch_export_metadata(self) -> contract.ExportMetadata | tuple[str, str | None, str | None]:
+        """The parsed ``metadata`` answer, or ``(reason, code, details)`` when there is none."""
+        signature = contract.METADATA_SIGNATURE
+        try:
+            outputs = self._request({}, [contract.METADATA], signature)
+        except SignatureNotFound as err:
+            return f"has no '{signature}' signature", err.code, err.details
+        except InvalidInput as err:  # a 'metadata' signature of somebody else's, wanting inputs
+            return f"has a '{signature}' signature, but not kerasbert's ({err.details})", err.code, err.details
+        value = outputs.get(contract.METADATA)
+        if value is None or value.size != 1 or value.dtype != object:
+            return (
+                f"answers '{signature}' with outputs {sorted(outputs)}, not one '{contract.METADATA}' string",
+                None,
+                None,
+            )
+        try:
+            return contract.ExportMetadata.from_json(value.reshape(-1)[0])
+        except ValueError as err:
+            return f"answers '{signature}' with something other than kerasbert export metadata ({err})", None, None
+
     def status(self) -> list[tuple[int, str]]:
         """The served versions and their states, from ``ModelService.GetModelStatus``.
 
@@ -341,7 +422,7 @@ class Transport:
         ```
         """
         request = get_model_status_pb2.GetModelStatusRequest()
-        self._fill_model_spec(request.model_spec, with_signature=False)
+        self._fill_model_spec(request.model_spec)
         response = self._call(self._models.GetModelStatus, request)
         state_name = get_model_status_pb2.ModelVersionStatus.State.Name
         return sorted((int(v.version), state_name(v.state)) for v in response.model_version_status)
