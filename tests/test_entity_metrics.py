@@ -5,8 +5,8 @@ import random
 import warnings
 
 import pytest
-from conftest import shared_path
 
+from conftest import shared_path
 from kerasbert.data.tagging import read_tagged
 from kerasbert.training import entity_metrics
 from kerasbert.training.entity_metrics import classification_report, entity_scores, flat_scores
@@ -21,7 +21,14 @@ def test_hand_computed():
     assert s["precision"] == pytest.approx(0.5)
     assert s["recall"] == pytest.approx(2 / 3)
     assert s["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
-    assert s["per_type"]["PER"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1, "predicted": 1, "correct": 1}
+    assert s["per_type"]["PER"] == {
+        "precision": 1.0,
+        "recall": 1.0,
+        "f1": 1.0,
+        "support": 1,
+        "predicted": 1,
+        "correct": 1,
+    }
     assert s["per_type"]["LOC"]["support"] == 1 and s["per_type"]["LOC"]["f1"] == 0.0
     assert s["per_type"]["ORG"]["precision"] == pytest.approx(1 / 3)
     assert s["per_type"]["ORG"]["recall"] == 1.0 and s["per_type"]["ORG"]["f1"] == pytest.approx(0.5)

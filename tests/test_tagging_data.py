@@ -5,8 +5,8 @@ import random
 
 import numpy as np
 import pytest
-from conftest import shared_path
 
+from conftest import shared_path
 from kerasbert.data import tagging
 from kerasbert.data.tagging import TaggedDataError, read_tagged
 
@@ -119,7 +119,14 @@ def test_weibo_char_per_line_bmes():
     corpus = read_tagged(path)
     assert (corpus.format, corpus.scheme, len(corpus)) == ("bmes", "bioes", 270)
     assert corpus.entity_types() == [
-        "GPE.NAM", "GPE.NOM", "LOC.NAM", "LOC.NOM", "ORG.NAM", "ORG.NOM", "PER.NAM", "PER.NOM",
+        "GPE.NAM",
+        "GPE.NOM",
+        "LOC.NAM",
+        "LOC.NOM",
+        "ORG.NAM",
+        "ORG.NOM",
+        "PER.NAM",
+        "PER.NOM",
     ]
     assert corpus[0].text == "口腔溃疡加上这玩意～酸酸甜甜好滋味。"
     raw = raw_tags(path)
@@ -208,7 +215,9 @@ def write(tmp_path, text, name="data.txt", raw=None):
 
 
 def test_small_layouts(tmp_path):
-    conll = write(tmp_path, "-DOCSTART- -X- O O\n\nJohn NNP I-NP I-PER\nlives VBZ I-VP O\n\n\nin IN I-PP O\nRome NNP I-NP I-LOC\n")
+    conll = write(
+        tmp_path, "-DOCSTART- -X- O O\n\nJohn NNP I-NP I-PER\nlives VBZ I-VP O\n\n\nin IN I-PP O\nRome NNP I-NP I-LOC\n"
+    )
     corpus = read_tagged(conll)
     assert corpus.format == "conll" and corpus.scheme == "iob1"
     assert [(s.words, s.tags, s.line) for s in corpus] == [
@@ -249,7 +258,12 @@ def test_small_layouts(tmp_path):
         ("John B-\n", "conll", "auto", r":1: unknown tag 'B-'"),
         ("张 B-PER\n三 E PER\n", "bmes", "auto", r":2: expected 'character tag' \(2 columns\), got 3"),
         ("张 三\tB-PER E-PER\n高 勇 好\tB-PER E-PER\n", "auto", "auto", r":2: 3 characters but 2 tags"),
-        ("张 三\tB-PER E-PER\n高 勇\tB-PER\tE-PER\n", "bmes", "auto", r":2: expected 'characters<TAB>tags' \(1 tab\), got 2"),
+        (
+            "张 三\tB-PER E-PER\n高 勇\tB-PER\tE-PER\n",
+            "bmes",
+            "auto",
+            r":2: expected 'characters<TAB>tags' \(1 tab\), got 2",
+        ),
         ("John B-PER\nSmith E-PER\n", "conll", "iob2", r":2: tag 'E-PER' is not IOB2"),
         ("张 三\tB-PER Q-PER\n", "bmes", "auto", r":1: unknown tag 'Q-PER'"),
     ],

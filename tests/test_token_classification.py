@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import shared_path
 
+from conftest import shared_path
 from kerasbert import contract
 from kerasbert.data import tagging
 from kerasbert.data.tagging import TaggedCorpus, TaggedSentence
@@ -20,7 +20,7 @@ from kerasbert.tasks.token_classification import TokenClassificationTask, tokeni
 from kerasbert.training.entity_metrics import flat_scores
 
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-O, B_LOC, I_LOC, B_PER, I_PER = range(5)
+OUT, B_LOC, I_LOC, B_PER, I_PER = range(5)
 
 
 def sentence(words, tags, joiner=" "):
@@ -41,12 +41,12 @@ def test_align_labels_us_and_subwords():
     starts = [0, 5, 9, 13, 21, 25, 26, 27, 28, 30]
     ends = [4, 9, 12, 20, 24, 26, 27, 28, 29, 31]
     cont = [0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
-    word_tags = [B_PER, I_PER, O, O, B_LOC, O]
+    word_tags = [B_PER, I_PER, OUT, OUT, B_LOC, OUT]
     labels = tagging.align_labels(starts, ends, cont, spans, word_tags)
-    assert labels.tolist() == [B_PER, I_PER, -1, O, O, B_LOC, I_LOC, I_LOC, I_LOC, O]
+    assert labels.tolist() == [B_PER, I_PER, -1, OUT, OUT, B_LOC, I_LOC, I_LOC, I_LOC, OUT]
     assert labels.dtype == np.int32
     everything = tagging.align_labels(starts, ends, cont, spans, word_tags, label_all_subtokens=True)
-    assert everything.tolist() == [B_PER, I_PER, I_PER, O, O, B_LOC, I_LOC, I_LOC, I_LOC, O]
+    assert everything.tolist() == [B_PER, I_PER, I_PER, OUT, OUT, B_LOC, I_LOC, I_LOC, I_LOC, OUT]
     # Back to words: the first token of each word decides; ##son's own
     # (untrained) prediction does not matter.
     predicted = labels.copy()
@@ -63,26 +63,26 @@ def test_align_cjk_and_latin_run():
     gold = tagging.to_iob2(["O", "B-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC"])
     ids = [TAGS.index(t) for t in gold]
     labels = tagging.align_labels(starts, ends, cont, spans, ids)
-    assert labels.tolist() == [O, B_PER, O, B_LOC, I_LOC]
+    assert labels.tolist() == [OUT, B_PER, OUT, B_LOC, I_LOC]
     words = tagging.word_tags_from_tokens(starts, ends, labels, spans)
     assert [TAGS[i] for i in words] == gold  # B A start inside "mba": I-PER
     # A Latin run starting an entity after an O character keeps the first character's tag.
-    labels = tagging.align_labels(starts, ends, cont, spans, [O, O, B_PER, I_PER, O, O, O])
-    assert labels.tolist() == [O, O, O, O, O]
+    labels = tagging.align_labels(starts, ends, cont, spans, [OUT, OUT, B_PER, I_PER, OUT, OUT, OUT])
+    assert labels.tolist() == [OUT, OUT, OUT, OUT, OUT]
 
 
 def test_words_outside_tokens_and_continuations_across_pieces():
     # "a  b": a dropped/whitespace word has no token: O.
     spans = np.array([[0, 1], [1, 2], [3, 4]])
     words = tagging.word_tags_from_tokens([0, 3], [1, 4], [B_PER, B_LOC], spans)
-    assert words.tolist() == [B_PER, O, B_LOC]
+    assert words.tolist() == [B_PER, OUT, B_LOC]
     # A word starting on a ## piece (PMIMember: pm ##ime ##mber) takes I- of its BERT word.
     chars = list("PMIMember")
     _, spans = tagging.sentence_text(chars, "")
     starts, ends, cont = [0, 2, 5], [2, 5, 9], [0, 1, 1]
-    words = tagging.word_tags_from_tokens(starts, ends, [B_LOC, O, B_PER], spans, is_continuation=cont)
+    words = tagging.word_tags_from_tokens(starts, ends, [B_LOC, OUT, B_PER], spans, is_continuation=cont)
     assert words.tolist() == [B_LOC] + [I_LOC] * 8
-    assert tagging.propagate_continuations([B_PER, O, O, O], [0, 1, 1, 0]).tolist() == [B_PER, I_PER, I_PER, O]
+    assert tagging.propagate_continuations([B_PER, OUT, OUT, OUT], [0, 1, 1, 0]).tolist() == [B_PER, I_PER, I_PER, OUT]
     # A token that lies in no word gets -1.
     assert tagging.align_labels([0, 5], [1, 6], [0, 0], [[0, 1]], [B_PER]).tolist() == [B_PER, -1]
 
@@ -101,17 +101,27 @@ def test_window_ranges():
 # With the preprocessor
 # ---------------------------------------------------------------------------
 ORACLE_TAG = {
-    "john": B_PER, "mary": B_PER, "smith": I_PER, "##son": O, "paris": B_LOC, "new": B_LOC,
-    "york": I_LOC, "u": B_LOC, "s": I_LOC, "北": B_LOC, "京": I_LOC, "mba": B_PER,
+    "john": B_PER,
+    "mary": B_PER,
+    "smith": I_PER,
+    "##son": OUT,
+    "paris": B_LOC,
+    "new": B_LOC,
+    "york": I_LOC,
+    "u": B_LOC,
+    "s": I_LOC,
+    "北": B_LOC,
+    "京": I_LOC,
+    "mba": B_PER,
 }
 VOCAB = list(SPECIAL_TOKENS) + sorted(ORACLE_TAG) + ["the", "went", "to", "and", "in", ".", "读", "在", "a", "b"]
 
 
-def oracle_model(vocab=VOCAB, tag_of=ORACLE_TAG, num_tags=len(TAGS)):
+def oracle_model(vocab=VOCAB, tag_of=ORACLE_TAG, num_tags=5):
     """A 'model' tagging each WordPiece by its id alone (O unless in `tag_of`)."""
     table = np.full((len(vocab), num_tags), -3.0, np.float32)
     for i, token in enumerate(vocab):
-        table[i, tag_of.get(token, O)] = 3.0
+        table[i, tag_of.get(token, OUT)] = 3.0
     inputs = {
         "token_ids": keras.Input((None,), dtype="int32", name="token_ids"),
         "segment_ids": keras.Input((None,), dtype="int32", name="segment_ids"),
@@ -128,23 +138,55 @@ def test_tokenize_and_align_with_preprocessor():
     tokens = tokenize_sentences(pre, [s.text, c.text])
     ids, starts, ends, cont = tokens.row(0)
     assert [pre.vocabulary[i] for i in ids] == ["john", "john", "##son", "went", "to", "the", "u", ".", "s", ".", "."]
-    assert [s.text[a:b] for a, b in zip(starts, ends)] == ["John", "John", "son", "went", "to", "the", "U", ".", "S", ".", "."]
+    assert [s.text[a:b] for a, b in zip(starts, ends)] == [
+        "John",
+        "John",
+        "son",
+        "went",
+        "to",
+        "the",
+        "U",
+        ".",
+        "S",
+        ".",
+        ".",
+    ]
     assert cont.tolist() == [False, False, True] + [False] * 8
     windows = task_with().windows([s, c], pre, tokens=tokens)
     assert windows.labels[0, : windows.lengths[0]].tolist() == [
-        -1, B_PER, I_PER, -1, O, O, O, B_LOC, I_LOC, I_LOC, I_LOC, O, -1,
+        -1,
+        B_PER,
+        I_PER,
+        -1,
+        OUT,
+        OUT,
+        OUT,
+        B_LOC,
+        I_LOC,
+        I_LOC,
+        I_LOC,
+        OUT,
+        -1,
     ]
     ids, starts, ends, cont = tokens.row(1)
     assert [pre.vocabulary[i] for i in ids] == ["读", "mba", "在", "北", "京"]
-    assert windows.labels[1, : windows.lengths[1]].tolist() == [-1, O, B_PER, O, B_LOC, I_LOC, -1]
+    assert windows.labels[1, : windows.lengths[1]].tolist() == [-1, OUT, B_PER, OUT, B_LOC, I_LOC, -1]
 
 
 def long_sentences(rng, n, max_words):
     """Sentences whose tags are what the oracle model predicts (so F1 must be 1)."""
     pool = [
-        (["John"], ["B-PER"]), (["Mary", "Smith"], ["B-PER", "I-PER"]), (["Johnson"], ["B-PER"]),
-        (["Paris"], ["B-LOC"]), (["New", "York"], ["B-LOC", "I-LOC"]), (["U.S."], ["B-LOC"]),
-        (["went"], ["O"]), (["to"], ["O"]), (["the"], ["O"]), (["and"], ["O"]), (["."], ["O"]),
+        (["John"], ["B-PER"]),
+        (["Mary", "Smith"], ["B-PER", "I-PER"]),
+        (["Johnson"], ["B-PER"]),
+        (["Paris"], ["B-LOC"]),
+        (["New", "York"], ["B-LOC", "I-LOC"]),
+        (["U.S."], ["B-LOC"]),
+        (["went"], ["O"]),
+        (["to"], ["O"]),
+        (["the"], ["O"]),
+        (["and"], ["O"]),
+        (["."], ["O"]),
     ]
     out = []
     for _ in range(n):
@@ -175,7 +217,9 @@ def test_windows_never_lose_a_word_and_evaluate_is_exact():
         assert ids.tolist() == t_ids.tolist()
         expected = tagging.align_labels(starts, ends, cont, s.spans, [TAGS.index(t) for t in s.tags])
         assert labels.tolist() == expected.tolist()
-        assert all(windows.ids[r, 0] == pre.cls_id and windows.ids[r, windows.lengths[r] - 1] == pre.sep_id for r in rows)
+        assert all(
+            windows.ids[r, 0] == pre.cls_id and windows.ids[r, windows.lengths[r] - 1] == pre.sep_id for r in rows
+        )
     # The oracle's predictions come back to every word: F1 1.0 over several windows.
     model = oracle_model()
     predicted = task.predict_word_tags(model, pre, sentences, batch_size=7)
@@ -187,7 +231,7 @@ def test_windows_never_lose_a_word_and_evaluate_is_exact():
 
 def test_evaluate_matches_the_metric_on_known_wrong_predictions():
     # The oracle calls "paris" PER and never tags "smith": expected word tags by hand.
-    tag_of = dict(ORACLE_TAG, paris=B_PER, smith=O)
+    tag_of = dict(ORACLE_TAG, paris=B_PER, smith=OUT)
     pre = BertPreprocessor(VOCAB, sequence_length=6)
     sentences = long_sentences(random.Random(1), 30, 12)
     expected = []
@@ -278,7 +322,9 @@ def test_data_errors(tmp_path):
         task.read_examples(str(empty))
     train = TaggedCorpus([sentence(["John"], ["B-PER"])], path="train.txt")
     dev = TaggedCorpus([sentence(["Rome"], ["B-LOC"]), sentence(["Acme"], ["B-ORG"])], path="dev.txt")
-    with pytest.raises(TaskDataError, match=r"dev\.txt: entity types LOC, ORG do not occur in the training file \(which has PER\)"):
+    with pytest.raises(
+        TaskDataError, match=r"dev\.txt: entity types LOC, ORG do not occur in the training file \(which has PER\)"
+    ):
         task.prepare(train, dev)
     with pytest.raises(TaskDataError, match=r"train\.txt: no entities"):
         TokenClassificationTask().prepare(TaggedCorpus([sentence(["a"], ["O"])], path="train.txt"), None)
@@ -333,7 +379,15 @@ def test_tiny_encoder_learns_toy_ner():
     last = ["Kowalski", "Lund", "Moreau"]
     places = ["oslo", "lima", "kyoto", "accra"]
     filler = ["we", "met", "today", "with", "and", "saw", "then", "left", "later", "friends"]
-    vocab = list(SPECIAL_TOKENS) + first[:4] + ["Dmi", "##tri", "Ele", "##na", "Far", "##id"] + last + places + filler + ["in"]
+    vocab = (
+        list(SPECIAL_TOKENS)
+        + first[:4]
+        + ["Dmi", "##tri", "Ele", "##na", "Far", "##id"]
+        + last
+        + places
+        + filler
+        + ["in"]
+    )
     rng = random.Random(0)
 
     def make(n):
@@ -362,7 +416,9 @@ def test_tiny_encoder_learns_toy_ner():
     keras.utils.set_random_seed(0)
     model = task.build_model(build_encoder("tiny", len(vocab)), dropout=0.0)
     assert model.output_shape == (None, None, len(task.tags))
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss=task.build_loss(), metrics=task.build_metrics(), jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.Adam(2e-3), loss=task.build_loss(), metrics=task.build_metrics(), jit_compile=False
+    )
     ds, rows = task.build_inputs(train, pre, batch_size=32, training=True, seed=0)
     steps = rows // 32
     history = model.fit(ds.repeat(), epochs=6, steps_per_epoch=steps, verbose=0)

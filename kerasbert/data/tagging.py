@@ -264,7 +264,7 @@ def _is_sentence_per_line(lines) -> bool:
 
 
 def _detect_format(lines) -> str:
-    """"bmes" for the Resume layout or when the first 200 words are all one
+    """Returns "bmes" for the Resume layout or when the first 200 words are all one
     character long, else "conll"."""
     if _is_sentence_per_line(lines):
         return "bmes"
@@ -329,9 +329,7 @@ def _read_sentence_lines(path, lines):
             continue
         parts = text.split("\t")
         if len(parts) != 2:
-            raise TaggedDataError(
-                f"{path}:{number}: expected 'characters<TAB>tags' (1 tab), got {len(parts) - 1} tabs"
-            )
+            raise TaggedDataError(f"{path}:{number}: expected 'characters<TAB>tags' (1 tab), got {len(parts) - 1} tabs")
         chars, tags = parts[0].split(), parts[1].split()
         if len(chars) != len(tags):
             raise TaggedDataError(f"{path}:{number}: {len(chars)} characters but {len(tags)} tags")

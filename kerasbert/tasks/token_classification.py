@@ -231,17 +231,22 @@ class TokenClassificationTask(Task):
     @classmethod
     def add_arguments(cls, parser) -> None:
         parser.add_argument(
-            "--format", choices=tagging.FORMATS, default="auto",
+            "--format",
+            choices=tagging.FORMATS,
+            default="auto",
             help="token classification: file format (conll: word ... tag columns; bmes: "
             "character files, one 'char tag' per line or 'chars<TAB>tags' per sentence; default auto)",
         )
         parser.add_argument(
-            "--tag_scheme", choices=tagging.SCHEMES, default="auto",
+            "--tag_scheme",
+            choices=tagging.SCHEMES,
+            default="auto",
             help="token classification: the files' tag scheme (iob1 as CoNLL-2003, iob2/BIO, "
             "bioes incl. BMES; all are read as IOB2; default auto-detected)",
         )
         parser.add_argument(
-            "--label_all_subtokens", action="store_true",
+            "--label_all_subtokens",
+            action="store_true",
             help="token classification: train on every WordPiece, not only each word's first",
         )
 
@@ -249,9 +254,7 @@ class TokenClassificationTask(Task):
     def from_args(cls, args) -> TokenClassificationTask:
         fmt = getattr(args, "format", "auto") or "auto"
         if fmt not in tagging.FORMATS:  # --format is shared with the table tasks (tsv, csv)
-            raise TaskDataError(
-                f"--format {fmt}: token classification reads {', '.join(tagging.FORMATS)}"
-            )
+            raise TaskDataError(f"--format {fmt}: token classification reads {', '.join(tagging.FORMATS)}")
         return cls(
             format=fmt,
             scheme=getattr(args, "tag_scheme", "auto") or "auto",
@@ -300,9 +303,8 @@ class TokenClassificationTask(Task):
 
     def describe(self) -> str:
         source = "/".join(x for x in (self.train_format, self.train_scheme) if x)
-        return (
-            f"{len(self.entity_types)} entity types ({', '.join(self.entity_types)}), "
-            f"{len(self.tags)} IOB2 tags" + (f", from {source}" if source else "")
+        return f"{len(self.entity_types)} entity types ({', '.join(self.entity_types)}), {len(self.tags)} IOB2 tags" + (
+            f", from {source}" if source else ""
         )
 
     def windows(self, sentences, preprocessor, tokens=None, with_labels=True) -> Windows:
@@ -324,9 +326,7 @@ class TokenClassificationTask(Task):
                     raise TaskDataError(
                         f"sentence at line {sentence.line}: tag {e.args[0]!r} is not one of the task's tags"
                     ) from None
-                labels = tagging.align_labels(
-                    starts, ends, cont, sentence.spans, tag_ids, self.label_all_subtokens
-                )
+                labels = tagging.align_labels(starts, ends, cont, sentence.spans, tag_ids, self.label_all_subtokens)
             else:
                 labels = np.full(len(ids), tagging.IGNORE_LABEL, np.int32)
             for lo, hi in tagging.window_ranges(len(ids), max_tokens):
@@ -344,7 +344,10 @@ class TokenClassificationTask(Task):
             ids_mat[r, 1 + len(ids)] = preprocessor.sep_id
             labels_mat[r, 1 : 1 + len(labels)] = labels
         return Windows(
-            ids_mat, labels_mat, np.array(lengths, np.int64), np.array(sentence_of, np.int64),
+            ids_mat,
+            labels_mat,
+            np.array(lengths, np.int64),
+            np.array(sentence_of, np.int64),
             np.array(token_start, np.int64),
         )
 
@@ -452,7 +455,10 @@ class TokenClassificationTask(Task):
         for i, sentence in enumerate(sentences):
             _, starts, ends, cont = tokens.row(i)
             ids = tagging.word_tags_from_tokens(
-                starts, ends, token_tags[i], sentence.spans,
+                starts,
+                ends,
+                token_tags[i],
+                sentence.spans,
                 is_continuation=None if self.label_all_subtokens else cont,
             )
             out.append([names[t] for t in ids])

@@ -76,13 +76,21 @@ def entity_scores(gold, pred) -> dict:
     for kind in sorted(set(n_gold) | set(n_pred)):
         p, r, f = _prf(n_correct[kind], n_pred[kind], n_gold[kind])
         per_type[kind] = {
-            "precision": p, "recall": r, "f1": f, "support": n_gold[kind],
-            "predicted": n_pred[kind], "correct": n_correct[kind],
+            "precision": p,
+            "recall": r,
+            "f1": f,
+            "support": n_gold[kind],
+            "predicted": n_pred[kind],
+            "correct": n_correct[kind],
         }
     p, r, f = _prf(len(correct_set), len(pred_set), len(gold_set))
     return {
-        "precision": p, "recall": r, "f1": f,
-        "correct": len(correct_set), "predicted": len(pred_set), "gold": len(gold_set),
+        "precision": p,
+        "recall": r,
+        "f1": f,
+        "correct": len(correct_set),
+        "predicted": len(pred_set),
+        "gold": len(gold_set),
         "per_type": per_type,
     }
 
@@ -100,14 +108,15 @@ def classification_report(gold, pred) -> dict:
     rows = list(report.values())
     support = sum(r["support"] for r in rows)
     report["micro avg"] = {
-        "precision": scores["precision"], "recall": scores["recall"], "f1-score": scores["f1"], "support": support,
+        "precision": scores["precision"],
+        "recall": scores["recall"],
+        "f1-score": scores["f1"],
+        "support": support,
     }
     keys = ("precision", "recall", "f1-score")
     report["macro avg"] = {k: (sum(r[k] for r in rows) / len(rows) if rows else 0.0) for k in keys}
     report["macro avg"]["support"] = support
-    report["weighted avg"] = {
-        k: (sum(r[k] * r["support"] for r in rows) / support if support else 0.0) for k in keys
-    }
+    report["weighted avg"] = {k: (sum(r[k] * r["support"] for r in rows) / support if support else 0.0) for k in keys}
     report["weighted avg"]["support"] = support
     return report
 
