@@ -9,6 +9,8 @@ loopback port (tests/serving_utils.py), each with the signatures of `kerasbert.c
   Offsets are code points, computed in the graph from the UTF-8 input.
 * "emb": an embedding export; "cls": a classifier; both with the `metadata` signature.
 * "old": a classifier WITHOUT the `metadata` signature (an export from an older kerasbert).
+* "tagger": the real NER signatures of `kerasbert.export.tagging` over a fake Keras tagger that
+  tags each WordPiece by its id (`REAL_TAG_OF`), with 8-token windows, so long texts are split.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ import urllib.request
 import numpy as np
 import pytest
 
-from serving_utils import running_server
-
 from kerasbert import contract
 from kerasbert.client import (
     Client,
@@ -33,6 +33,7 @@ from kerasbert.client import (
     NoExportMetadata,
     WrongTask,
 )
+from serving_utils import running_server
 
 CLASS_NAMES = ["negative", "positive"]
 ENTITY_TYPES = ["LOC", "PER"]
@@ -202,6 +203,40 @@ def _embed_tokens(text):
     }
 
 
+REAL_TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+REAL_TAG_OF = {"john": "B-PER", "smith": "I-PER", "muller": "B-PER", "paris": "B-LOC", "北": "B-LOC", "京": "I-LOC"}
+REAL_SCORE = float(np.exp(4.0) / (np.exp(4.0) + len(REAL_TAGS) - 1))  # logit 2 for its tag, -2 for the others
+
+
+def _write_real_tagger_export(path) -> None:
+    """The real `kerasbert.export.tagging` signatures over a tagger whose logits depend on the id alone."""
+    import keras
+
+    from kerasbert.export.saved_model import metadata_endpoint, save_serving_archive
+    from kerasbert.export.tagging import tagging_serving_fns
+    from kerasbert.preprocessing.bert_preprocessor import SPECIAL_TOKENS, BertPreprocessor
+
+    vocab = list(SPECIAL_TOKENS) + sorted(REAL_TAG_OF) + ["visited", "and", ",", "."]
+    table = np.full((len(vocab), len(REAL_TAGS)), -2.0, np.float32)
+    for i, token in enumerate(vocab):
+        table[i, REAL_TAGS.index(REAL_TAG_OF.get(token, "O"))] = 2.0
+    inputs = {
+        "token_ids": keras.Input((None,), dtype="int32", name="token_ids"),
+        "segment_ids": keras.Input((None,), dtype="int32", name="segment_ids"),
+        "padding_mask": keras.Input((None,), dtype="bool", name="padding_mask"),
+    }
+    logits = keras.layers.Embedding(
+        len(vocab), len(REAL_TAGS), embeddings_initializer=keras.initializers.Constant(table)
+    )
+    model = keras.Model(inputs, logits(inputs["token_ids"]))
+    preprocessor = BertPreprocessor(vocab, sequence_length=8)
+    endpoints = dict(tagging_serving_fns(preprocessor, model, REAL_TAGS))
+    endpoints[contract.METADATA_SIGNATURE] = metadata_endpoint(
+        _metadata_json(contract.TOKEN_CLASSIFICATION, entity_types=["LOC", "PER"])
+    )
+    save_serving_archive(str(path), [preprocessor, model], endpoints)
+
+
 def build_fake_exports(root) -> str:
     """Writes the four fake exports (version 1 each) under `root`; returns a --model_config_file."""
     exports = {
@@ -223,6 +258,8 @@ def build_fake_exports(root) -> str:
     for name, (endpoints, metadata_json) in exports.items():
         _write_export(root / name / "1", endpoints, metadata_json)
         entries.append(f'  config {{ name: "{name}" base_path: "{root / name}" model_platform: "tensorflow" }}')
+    _write_real_tagger_export(root / "tagger" / "1")
+    entries.append(f'  config {{ name: "tagger" base_path: "{root / "tagger"}" model_platform: "tensorflow" }}')
     config = root / "models.config"
     config.write_text("model_config_list {\n" + "\n".join(entries) + "\n}\n")
     return str(config)
@@ -344,6 +381,28 @@ def test_entities_single_string_and_batches(connect, monkeypatch):
     assert sizes == [2, 2, 2]
     with pytest.raises(KerasBertClientError, match="different shape in each request.*entities"):
         client.predict({contract.TEXT: TEXTS}, batch_size=2)  # raw outputs cannot be joined
+
+
+def test_entities_of_the_real_tagging_signatures(connect):
+    """kerasbert.export.tagging's graph, served: raw code point spans over windows, through the client."""
+    client = connect("tagger")
+    text = "  John   Smith 😀 visited PARIS and 北京, Müller."
+    spans = [("PER", "John   Smith"), ("LOC", "PARIS"), ("LOC", "北京"), ("PER", "Müller")]
+    expected = [
+        {"label": label, "start": text.index(span), "end": text.index(span) + len(span), "text": span}
+        for label, span in spans
+    ]
+    assert client.task == contract.TOKEN_CLASSIFICATION
+    found = client.entities(text)
+    assert [{k: e[k] for k in ("label", "start", "end", "text")} for e in found] == expected
+    assert [e["score"] for e in found] == pytest.approx([REAL_SCORE] * 4, abs=1e-5)
+    batch = [text, "nothing", "john", text]
+    assert client.entities(batch, batch_size=3) == client.entities(batch) == [found, [], client.entities("john"), found]
+    tokens = client.tokens("John Müller")
+    assert [(t["token"], t["label"], t["start"], t["end"]) for t in tokens] == [
+        ("john", "B-PER", 0, 4),
+        ("muller", "B-PER", 5, 11),
+    ]
 
 
 def test_tokens(connect):
