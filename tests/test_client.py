@@ -23,8 +23,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving_utils import free_port, running_server
-
 from kerasbert import client as client_lib
 from kerasbert.client import (
     Client,
@@ -35,6 +33,7 @@ from kerasbert.client import (
     ServerUnavailable,
     SignatureNotFound,
 )
+from serving_utils import free_port, running_server
 
 MODEL_NAME = "toy"
 CLASS_NAMES = ["negative", "positive"]

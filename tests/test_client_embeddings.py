@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving_utils import free_port, running_server
-
 from kerasbert.client import Client, KerasBertClientError, ServerUnavailable, cosine_similarity
+from serving_utils import free_port, running_server
 
 MODEL_NAME = "toy_embedder"
 LETTERS = string.ascii_lowercase
