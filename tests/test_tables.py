@@ -70,3 +70,27 @@ def test_dataset_tokenizes_in_the_pipeline(tmp_path):
     np.testing.assert_array_equal(features["token_ids"], [[2, 5, 6, 3, 5, 3], [2, 6, 3, 5, 5, 3]])
     np.testing.assert_array_equal(features["segment_ids"][1], [0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(y, [0, 1])
+
+
+def test_unlabelled_pair_dataset_for_dev_scoring():
+    """Dev scoring reads features only: a pair task's two columns must reach
+    the preprocessor as one pair (was: `<lambda>() takes 1 positional argument
+    but 2 were given`, the README's STS-B command)."""
+    pre = BertPreprocessor(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b"], sequence_length=6)
+    ex = tables.Examples(["a b", "b"], ["a", "a a"], None)
+    features = next(iter(tables.make_dataset(ex, pre, None, batch_size=2)))
+    np.testing.assert_array_equal(features["token_ids"], [[2, 5, 6, 3, 5, 3], [2, 6, 3, 5, 5, 3]])
+    single = tables.Examples(["a b"], None, None)
+    features = next(iter(tables.make_dataset(single, pre, None, batch_size=2)))
+    np.testing.assert_array_equal(features["token_ids"], [[2, 5, 6, 3, 0, 0]])
+
+
+def test_an_empty_label_is_an_error_naming_file_line_and_flag(tmp_path):
+    path = tmp_path / "t.tsv"
+    # A blank line before the bad row: the line number is the file's.
+    path.write_text("sentence\tlabel\nfine\tpos\n\nno label here\t \nok\tneg\n", encoding="utf-8")
+    with pytest.raises(tables.TableError, match=r"t\.tsv:4: empty label .*--label_column"):
+        tables.read_examples(str(path), C("sentence", None, "label"))
+    path.write_text("sentence\tlabel\n\nfine\t1\nshort\n", encoding="utf-8")
+    with pytest.raises(tables.TableError, match=r"t\.tsv:4: row has 1 columns"):
+        tables.read_examples(str(path), C("sentence", None, "label"))

@@ -88,7 +88,7 @@ def read_examples(path, columns=None, fmt="auto", header=True, require_labels=Tr
 
     Example:
 
-    >>> ex = read_examples("train.tsv", Columns("sentence", None, "label"))
+    >>> ex = read_examples("train.tsv", Columns("sentence", None, "label"))  # doctest: +SKIP
     >>> len(ex), ex.texts[0], ex.labels[0]  # doctest: +SKIP
     (1500, 'the soup was wonderful .', 'positive')
     """
@@ -104,14 +104,16 @@ def read_examples(path, columns=None, fmt="auto", header=True, require_labels=Tr
         else:
             reader = csv.reader(f)
         try:
-            rows = [row for row in reader if row and any(cell.strip() for cell in row)]
+            # (line number, row): the line a row ends on, for error messages.
+            rows = [(reader.line_num, row) for row in reader
+                    if row and any(cell.strip() for cell in row)]
         except (csv.Error, UnicodeDecodeError) as e:
             raise TableError(f"cannot parse {path} as {fmt}: {e} (try --format)") from e
     head = None
     if header:
         if not rows:
             raise TableError(f"{path} is empty")
-        head = [h.strip() for h in rows.pop(0)]
+        head = [h.strip() for h in rows.pop(0)[1]]
     if not rows:
         raise TableError(f"{path} has no data rows")
     i_text = _column_index(columns.text, head, path, "--text_column")
@@ -125,7 +127,7 @@ def read_examples(path, columns=None, fmt="auto", header=True, require_labels=Tr
                 raise
     needed = max(i for i in (i_text, i_pair, i_label) if i is not None)
     texts, pairs, labels = [], [], []
-    for line_no, row in enumerate(rows, start=2 if header else 1):
+    for line_no, row in rows:
         if len(row) <= needed:
             raise TableError(
                 f"{path}:{line_no}: row has {len(row)} columns, need at least "
@@ -135,7 +137,13 @@ def read_examples(path, columns=None, fmt="auto", header=True, require_labels=Tr
         if i_pair is not None:
             pairs.append(row[i_pair])
         if i_label is not None:
-            labels.append(row[i_label].strip())
+            label = row[i_label].strip()
+            if not label:
+                raise TableError(
+                    f"{path}:{line_no}: empty label in column {columns.label!r} "
+                    "(check --label_column, or fill in the label)"
+                )
+            labels.append(label)
     return Examples(
         texts=texts,
         text_pairs=pairs if i_pair is not None else None,
@@ -207,8 +215,10 @@ def make_dataset(
     if shuffle:
         ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    # Elements are `texts` (a tuple of one or two columns, which tf.data
+    # passes as that many arguments) or `(texts, targets)`.
     if targets is None:
-        ds = ds.map(lambda texts: preprocessor(texts), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda *texts: preprocessor(texts), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(
             lambda texts, y: (preprocessor(texts), y),
