@@ -2,8 +2,9 @@
 
 Subcommands (the first argument; `finetune` when omitted):
 
-* `finetune` – fine-tune classification/regression on TSV/CSV files; with no
-  flags at all it runs on the sample dataset shipped in the package.
+* `finetune` – fine-tune a registered task (`--task`: classification,
+  regression, ...) and export it; with no flags at all it runs on the
+  sample dataset shipped in the package.
 * `pretrain` – pretrain BERT (MLM + NSP) from raw text.
 * `vocab`    – learn a WordPiece `vocab.txt` from text files.
 
@@ -19,7 +20,7 @@ from kerasbert import cli
 SUBCOMMANDS = {
     "finetune": (
         "kerasbert.training.finetune",
-        "fine-tune classification or regression from TSV/CSV files (default)",
+        "fine-tune a task (--task classification, regression, ...) and export it (default)",
     ),
     "pretrain": ("kerasbert.training.pretrain", "pretrain BERT (MLM + NSP) from raw text"),
     "vocab": ("kerasbert.preprocessing.vocab", "learn a WordPiece vocab.txt from text files"),

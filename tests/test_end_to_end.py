@@ -8,8 +8,8 @@ import tensorflow as tf
 from streamlit.testing.v1 import AppTest
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
-    model_service_pb2_grpc,
     get_model_status_pb2,
+    model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
 )

@@ -10,8 +10,7 @@ import pytest
 import tensorflow as tf
 
 from kerasbert import contract
-from kerasbert.export import cli
-from kerasbert.export import layout
+from kerasbert.export import cli, layout
 
 TEXTS = ["the food was really good", "the staff was awful and rude", "", "Ünïcödé wonderful !!", "x " * 300]
 

@@ -164,7 +164,7 @@ def class_names_from_labels(labels, given=None):
             )
         return names
     distinct = set(labels)
-    if all(l.lstrip("-").isdigit() for l in distinct):
+    if all(label.lstrip("-").isdigit() for label in distinct):
         return sorted(distinct, key=int)
     return sorted(distinct)
 
@@ -173,20 +173,20 @@ def encode_labels(labels, task, class_names=None):
     """Label strings to int32 class ids or float32 scores."""
     if task == "regression":
         try:
-            return np.asarray([float(l) for l in labels], dtype=np.float32)
+            return np.asarray([float(label) for label in labels], dtype=np.float32)
         except ValueError as e:
             raise TableError(
                 f"regression labels must be numbers ({e}); check --label_column "
                 "or use --task classification"
             ) from e
     index = {name: i for i, name in enumerate(class_names)}
-    unknown = sorted({l for l in labels if l not in index})
+    unknown = sorted({label for label in labels if label not in index})
     if unknown:
         raise TableError(
             f"labels {unknown[:5]} do not occur in the training file's classes "
             f"{class_names}; pass --labels to list every class"
         )
-    return np.asarray([index[l] for l in labels], dtype=np.int32)
+    return np.asarray([index[label] for label in labels], dtype=np.int32)
 
 
 def make_dataset(

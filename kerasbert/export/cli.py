@@ -25,10 +25,7 @@ import sys
 import time
 
 from kerasbert import cli
-
-from kerasbert.tasks import get_task
-from kerasbert.tasks import task_names
-from kerasbert.tasks.embedding import POOLING_STRATEGIES as POOLINGS
+from kerasbert.tasks import get_task, task_names
 
 # What --init_checkpoint can become: the tasks with nothing to train.
 MODES = tuple(name for name in task_names() if not get_task(name).trainable)
@@ -108,8 +105,7 @@ def _check_args(args):
         raise cli.UsageError(f"--sequence_length must be at least 3, got {args.sequence_length}")
     if args.version is not None and args.version < 1:
         raise cli.UsageError(f"--version must be a positive integer, got {args.version}")
-    from kerasbert.export.saved_model import ExportError
-    from kerasbert.export.saved_model import check_export_dir
+    from kerasbert.export.saved_model import ExportError, check_export_dir
 
     try:
         check_export_dir(args.export_dir, args.model_name)
@@ -152,8 +148,7 @@ def _one_line(error):
 
 def _export_run(args):
     """Re-exports a fine-tuning run; returns (path, task name)."""
-    from kerasbert.export.saved_model import ExportError
-    from kerasbert.export.saved_model import export_task
+    from kerasbert.export.saved_model import ExportError, export_task
     from kerasbert.tasks import TaskDataError
     from kerasbert.training import finetune
 

@@ -19,14 +19,12 @@ their sentence-embedding training never used the pooler.
 """
 
 import dataclasses
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import keras
 
 from kerasbert import contract
-from kerasbert.tasks.base import Task
-from kerasbert.tasks.base import TaskDataError
-from kerasbert.tasks.base import register
+from kerasbert.tasks.base import Task, TaskDataError, register
 from kerasbert.tasks.embedding import SequencePooling
 
 TASK_KINDS = (contract.CLASSIFICATION, contract.REGRESSION)
@@ -284,8 +282,8 @@ class ClassificationTask(TableTask):
     description: ClassVar[str] = "labels are class names (default)"
     primary_metric: ClassVar[str] = "accuracy"
 
-    labels: Optional[list] = None
-    label_names: Optional[list] = None
+    labels: list | None = None
+    label_names: list | None = None
     class_names: list = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
@@ -339,7 +337,7 @@ class ClassificationTask(TableTask):
                     f"only one class ({names}) in {train.path}; check --label_column"
                 )
             self.class_names = names
-        self.display_names  # checks --label_names against the classes
+        _ = self.display_names  # checks --label_names against the classes
         self._encode(train)
         if dev is not None:
             self._encode(dev)

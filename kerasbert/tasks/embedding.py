@@ -42,9 +42,7 @@ import keras
 from keras import ops
 
 from kerasbert import contract
-from kerasbert.tasks.base import Task
-from kerasbert.tasks.base import TaskDataError
-from kerasbert.tasks.base import register
+from kerasbert.tasks.base import Task, TaskDataError, register
 
 POOLING_STRATEGIES = ("cls", "pooled", "mean", "max", "mean_max", "first_last_avg")
 

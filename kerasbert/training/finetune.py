@@ -45,13 +45,10 @@ import json
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import Any
 
-from kerasbert import cli
-from kerasbert.tasks.base import Task
-from kerasbert.tasks.base import TaskDataError
-from kerasbert.tasks.base import get_task
-from kerasbert.tasks.base import task_names
+from kerasbert import cli, contract
+from kerasbert.tasks.base import Task, TaskDataError, get_task, task_names
 
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "sample")
 DEFAULT_SEQUENCE_LENGTH = 128
@@ -114,35 +111,35 @@ class FinetuneConfig:
             line per epoch); 0 is quiet.
     """
 
-    task: Any = "classification"
+    task: Any = contract.CLASSIFICATION
     task_options: dict = dataclasses.field(default_factory=dict)
-    train_file: Optional[str] = None
-    dev_file: Optional[str] = None
-    max_train_examples: Optional[int] = None
-    init_checkpoint: Optional[str] = None
-    vocab: Optional[str] = None
+    train_file: str | None = None
+    dev_file: str | None = None
+    max_train_examples: int | None = None
+    init_checkpoint: str | None = None
+    vocab: str | None = None
     cased: bool = False
     model_size: str = "tiny"
-    num_layers: Optional[int] = None
-    hidden_dim: Optional[int] = None
-    num_heads: Optional[int] = None
-    intermediate_dim: Optional[int] = None
-    sequence_length: Optional[int] = None
+    num_layers: int | None = None
+    hidden_dim: int | None = None
+    num_heads: int | None = None
+    intermediate_dim: int | None = None
+    sequence_length: int | None = None
     dropout: float = 0.1
     batch_size: int = 32
     epochs: float = 3
-    learning_rate: Optional[float] = None
+    learning_rate: float | None = None
     warmup_proportion: float = 0.1
     weight_decay: float = 0.01
     seed: int = 42
     strategy: str = "default"
-    tpu: Optional[str] = None
+    tpu: str | None = None
     jit_compile: Any = "auto"
-    output_dir: Optional[str] = None
+    output_dir: str | None = None
     export_dir: str = "exports"
     model_name: str = "kerasbert"
     export: bool = True
-    verbose: Optional[int] = None
+    verbose: int | None = None
 
     def summary(self):
         """The config as JSON-able data (a `Task` instance as its name and options)."""
@@ -173,7 +170,7 @@ class FinetuneResult:
     task: Any = None
     encoder: Any = None
     run_dir: str = ""
-    export: Optional[str] = None
+    export: str | None = None
 
 
 # --------------------------------------------------------------------- flags
@@ -334,8 +331,7 @@ def _resolve(config):
     if os.path.exists(c.output_dir) and not os.path.isdir(c.output_dir):
         raise ConfigError(f"--output_dir: {c.output_dir} is a file, not a folder")
     if c.export:
-        from kerasbert.export.saved_model import ExportError
-        from kerasbert.export.saved_model import check_export_dir
+        from kerasbert.export.saved_model import ExportError, check_export_dir
 
         try:
             check_export_dir(c.export_dir, name)
