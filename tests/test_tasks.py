@@ -129,7 +129,7 @@ def test_resume_check_names_what_differs():
 def test_flag_choices_come_from_the_code():
     from kerasbert.export import cli as export_cli
     from kerasbert.modeling.encoder import ENCODER_SIZES
-    from kerasbert.tasks.classification import HEAD_POOLING
+    from kerasbert.tasks.classification import FORMATS, HEAD_POOLING
     from kerasbert.tasks.embedding import POOLING_STRATEGIES
     from kerasbert.training import finetune
     from kerasbert.training.distribute import STRATEGIES
@@ -145,9 +145,15 @@ def test_flag_choices_come_from_the_code():
     export = export_cli.build_parser()
     assert choices(export, "--pooling") == list(POOLING_STRATEGIES)
     assert choices(export, "--mode") == [n for n in task_names() if not get_task(n).trainable]
-    # Each shared table flag is defined once however many tasks add it.
+    # Each shared flag is defined once however many tasks add it; its
+    # choices are every task's (each task checks its own in from_args).
     flags = [s for a in train._actions for s in a.option_strings]
     assert len(flags) == len(set(flags))
+    assert choices(train, "--format")[: len(FORMATS)] == list(FORMATS)
+    args = train.parse_args(["--format", choices(train, "--format")[-1]])
+    if args.format not in FORMATS:
+        with pytest.raises(TaskDataError, match=f"--format {args.format}: classification reads"):
+            ClassificationTask.from_args(args)
 
 
 def test_export_to_a_file_is_one_line(tmp_path, capsys):

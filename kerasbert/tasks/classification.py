@@ -158,7 +158,7 @@ class TableTask(Task):
                 f"--pooling must be one of {', '.join(HEAD_POOLING)}, got {self.pooling!r}"
             )
         if self.format not in FORMATS:
-            raise TaskDataError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+            raise TaskDataError(f"--format {self.format}: {self.name} reads {', '.join(FORMATS)}")
 
     # ---- flags ------------------------------------------------------------
     @classmethod

@@ -177,16 +177,29 @@ class FinetuneResult:
 
 
 class _FirstDefinitionWins:
-    """An argparse group that skips flags the parser has already (shared
-    flags added by several tasks' `add_arguments`)."""
+    """An argparse group that adds a flag the parser has already (a flag
+    shared by several tasks' `add_arguments`, e.g. `--format`) only once:
+    the first definition stays, its `choices` grow by the later ones' (each
+    task checks its own values in `from_args`) and their help is appended."""
 
-    def __init__(self, parser, group):
-        self._parser, self._group = parser, group
+    def __init__(self, parser, task):
+        self._parser, self._task, self._group = parser, task, None
 
     def add_argument(self, *names, **kwargs):
-        if any(n in self._parser._option_string_actions for n in names):
-            return None
-        return self._group.add_argument(*names, **kwargs)
+        existing = next((self._parser._option_string_actions[n] for n in names
+                         if n in self._parser._option_string_actions), None)
+        if existing is None:
+            if self._group is None:  # (no empty groups in --help)
+                self._group = self._parser.add_argument_group(
+                    f"{self._task} task", "(flags shared with a task above are listed there)"
+                )
+            return self._group.add_argument(*names, **kwargs)
+        new_choices = [c for c in kwargs.get("choices") or () if c not in (existing.choices or ())]
+        if existing.choices is not None and new_choices:
+            existing.choices = [*existing.choices, *new_choices]
+            if kwargs.get("help"):
+                existing.help = f"{existing.help}; {self._task}: {kwargs['help']}"
+        return existing
 
 
 def build_parser(prog="python -m kerasbert.train finetune"):
@@ -212,11 +225,7 @@ def build_parser(prog="python -m kerasbert.train finetune"):
     d.add_argument("--max_train_examples", type=int, default=None,
                    help="use only the first N training examples (quick experiments)")
     for name in tasks:
-        cls = get_task(name)
-        group = p.add_argument_group(
-            f"{name} task", "(flags shared with a task above are listed there)"
-        )
-        cls.add_arguments(_FirstDefinitionWins(p, group))
+        get_task(name).add_arguments(_FirstDefinitionWins(p, name))
 
     m = p.add_argument_group("model")
     m.add_argument("--init_checkpoint", default=None,
