@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test lint serve ui bench clean browser
+.PHONY: run test lint serve ui bench clean browser compat
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,27 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 		{ echo "error: the test requirements did not install (see pip's output above)"; exit 1; }
 	@touch $@
 
+# Old runtimes for tests/test_compat_runtimes.py: every export kind must load
+# and answer the same under the TF + TF-Text that stock tensorflow/serving
+# images link. One venv each under .venv-compat/ (not tracked), with only
+# tensorflow and tensorflow-text. A stamp per venv; it is redone when this
+# Makefile changes (pip then only checks the pins).
+COMPAT       := .venv-compat
+COMPAT_TF212 := tensorflow==2.12.1 tensorflow-text==2.12.1
+COMPAT_TF220 := tensorflow==2.20.0 tensorflow-text==2.20.0
+
+compat: $(COMPAT)/tf2.12/.runtime $(COMPAT)/tf2.20/.runtime
+
+$(COMPAT)/tf2.12/.runtime: COMPAT_PINS = $(COMPAT_TF212)
+$(COMPAT)/tf2.20/.runtime: COMPAT_PINS = $(COMPAT_TF220)
+$(COMPAT)/%/.runtime: Makefile
+	@test -x $(@D)/bin/python || $(PYTHON) -m venv $(@D)
+	@echo "installing $(COMPAT_PINS) into $(@D) (old runtime for the export compat test)"
+	@$(@D)/bin/python -m pip --disable-pip-version-check -q install $(COMPAT_PINS) 2>&1 | grep -v "^WARNING: Location" || true
+	@$(@D)/bin/python -c "import tensorflow, tensorflow_text" 2>/dev/null || \
+		{ echo "error: $(COMPAT_PINS) did not install into $(@D) (see pip's output above)"; exit 1; }
+	@touch $@
+
 # Headless Chromium for the one real-browser test (Debian package; best effort,
 # the test is skipped with a reason when it is missing).
 browser:
@@ -35,7 +56,7 @@ browser:
 run: $(VENV)/.runtime
 	$(PY) -m kerasbert.train $(ARGS)
 
-test: $(VENV)/.dev browser
+test: $(VENV)/.dev browser compat
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Lint and format check (ruff, configured in pyproject.toml). `make test`
