@@ -1,7 +1,8 @@
 """The Embeddings tab of ui/app.py against a real `python -m kerasbert.serve` serving the toy
-embedding model of tests/test_client_embeddings.py (embedding = letter counts a..z), with
-Streamlit's AppTest: the similarity heatmap's numbers, the nearest-neighbour table, and what
-the tab says for a model without embeddings."""
+embedding model of tests/test_client_embeddings.py (embedding = letter counts a..z; re-saved with
+a `metadata` signature saying task embedding, see tests/test_ui.py), with Streamlit's AppTest:
+the similarity heatmap's numbers, the nearest-neighbour table, and what the tab says for a
+signature without embeddings and for a model of another task."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from test_client_embeddings import MODEL_NAME, letter_counts, shared_embedding_server
+from test_client_embeddings import letter_counts
+from test_ui import EMBEDDING_MODEL as MODEL_NAME
+from test_ui import MODEL_NAME as CLASSIFIER
+from test_ui import opened_tab, shared_ui_server
 
 APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
 SENTENCES = ["abc", "  cab  ", "", "xyz zz", "aaab"]  # blank lines are skipped, spaces stripped
@@ -22,7 +26,7 @@ SHOWN = ["abc", "cab", "xyz zz", "aaab"]
 
 @pytest.fixture(scope="module")
 def server(request, tmp_path_factory):
-    return shared_embedding_server(request, tmp_path_factory)
+    return shared_ui_server(request, tmp_path_factory)  # the toys of test_ui.py, with their metadata
 
 
 @pytest.fixture()
@@ -47,17 +51,12 @@ def heatmap_table(at: AppTest):
     return pa.ipc.open_stream(dataset.data.data).read_pandas()
 
 
-def opened_tab(at: AppTest) -> str:
-    """The label of the tab the page opens on (st.tabs' ``default``)."""
-    [tabs] = [b for b in at.main.children.values() if b.type == "tab_container"]
-    return at.tabs[tabs.proto.tab_container.default_tab_index].label
-
-
 def test_tabs_and_classify_tab_points_to_embeddings(at):
     assert not at.exception and not at.error
-    assert [t.label for t in at.tabs] == ["Classify", "Embeddings"]
-    assert opened_tab(at) == "Embeddings"  # an embedding model opens on the tab that fits it
-    assert "returns embeddings, not classes" in at.info[0].value
+    assert [t.label for t in at.tabs] == ["Classify", "Embeddings", "NER"]
+    assert opened_tab(at) == "Embeddings"  # the model's metadata says embedding
+    assert f"Model '{MODEL_NAME}' is an embedding model. Pick a classification or regression model" in at.info[0].value
+    assert "Pick a token-classification model" in at.info[1].value
     assert "26-dimensional" in at.caption[-1].value  # from the model's metadata
 
 
@@ -107,12 +106,22 @@ def test_empty_inputs_warn_without_calling(at):
     assert not at.exception and not at.dataframe and not at.get("vega_lite_chart")
 
 
-def test_model_without_embeddings_says_so(at):
+def test_signature_without_embeddings_says_so(at):
     at.text_input(key="signature").set_value("score").run()  # the toy's signature returning only `score`
     assert not at.exception and not at.error
-    assert opened_tab(at) == "Classify"
-    [message] = [i.value for i in at.info if "embeddings" in i.value]
+    assert opened_tab(at) == "Embeddings"  # the task comes from the model, not from the signature's outputs
+    [message] = [i.value for i in at.info if "embeddings" in i.value and "Pick" not in i.value]
     assert "returns no `embeddings` (its outputs: `score`)" in message
-    assert "--mode embedding" in at.code[0].value
+    assert "`serving_default`" in message
     assert not [a for a in at.text_area if a.key == "emb_sentences"]
     assert not [b for b in at.button if b.key in ("emb_run", "emb_search")]
+
+
+def test_classifier_on_the_embeddings_tab_says_which_model_to_pick(at):
+    at.sidebar.text_input(key="model").set_value(CLASSIFIER).run()
+    assert not at.exception and not at.error
+    assert opened_tab(at) == "Classify"
+    message = f"Model '{CLASSIFIER}' is a classification model. Pick an embedding model in the sidebar"
+    assert [i.value for i in at.info if i.value.startswith(message)]
+    assert "--mode embedding" in at.code[0].value
+    assert not [a for a in at.text_area if a.key == "emb_sentences"]
