@@ -1,0 +1,311 @@
+"""The NER page of ui/app.py against a real `python -m kerasbert.serve` on a free loopback port.
+
+The served "ner" model is a real export: a tiny BERT fine-tuned here (module fixture, a few
+seconds) on a synthetic CoNLL-2003-style file it learns at once: the name after "Mr." is PER
+(names from `NAMES`), a city from `CITIES` is LOC, everything else (also words outside the
+vocabulary, read as [UNK]) is O. Next to it the server serves the toy classifier of
+tests/test_ui.py, to check what the NER page says for a model of another task.
+
+Streamlit's AppTest checks the table, the highlighted HTML and the legend; one real headless
+Chromium, driven over the DevTools protocol, clicks the button and saves docs/images/ui_ner.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import random
+import re
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO, run_finetune
+from serving_utils import running_server
+from test_ui import (
+    APP,
+    CHROMIUM,
+    model_config,
+    needs_chromium,
+    opened_tab,
+    running_streamlit,
+    write_toy_classifier,
+)
+from test_ui import (
+    MODEL_NAME as CLASSIFIER,
+)
+
+MODEL = "ner"
+NAMES = ["Smith", "Jones", "Brown", "Taylor", "Wilson", "Davies", "Evans", "Thomas"]
+CITIES = ["London", "Berlin", "Paris", "Madrid", "Rome", "Vienna", "Lisbon", "Prague"]
+FILLER = ["the", "a", "meeting", "was", "today", "and", "then", "met", "visited", "left", "for", "with"]
+FILLER += ["friends", "in", "from", "arrived", "flew", "to", "said", "that", "."]
+UNKNOWN = ["on", "Monday", "meet", "happy", "business", "trip", "we", "our", ",", "!"]  # not in the vocab
+SCREENSHOT = REPO / "docs" / "images" / "ui_ner.png"
+
+
+def conll_sentence(rng: random.Random) -> list[tuple[str, str]]:
+    words = []
+    for _ in range(rng.randint(2, 6)):
+        r = rng.random()
+        if r < 0.3:
+            words += [("Mr.", "O"), (rng.choice(NAMES), "B-PER")]
+        elif r < 0.55:
+            words.append((rng.choice(CITIES), "B-LOC"))
+        else:
+            words += [(w, "O") for w in rng.sample(FILLER + UNKNOWN, rng.randint(1, 3))]
+    return words
+
+
+def write_conll(path: Path, n: int, seed: int) -> Path:
+    """``n`` sentences in CoNLL-2003's layout: -DOCSTART-, 4 columns, a blank line after each sentence."""
+    rng = random.Random(seed)
+    lines = ["-DOCSTART- -X- -X- O", ""]
+    for _ in range(n):
+        lines += [f"{word} NNP I-NP {tag}" for word, tag in conll_sentence(rng)] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_vocab(path: Path) -> Path:
+    words = sorted({w.lower() for w in NAMES + CITIES + FILLER} | {"mr"})
+    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`kerasbert.serve` serving the freshly trained "ner" export and the toy classifier."""
+    root = tmp_path_factory.mktemp("ui_ner")
+    run_finetune(
+        [
+            "--task", "token_classification",
+            "--train_file", write_conll(root / "train.txt", 600, seed=1),
+            "--dev_file", write_conll(root / "dev.txt", 100, seed=2),
+            "--vocab", write_vocab(root / "vocab.txt"),
+            "--model_size", "tiny", "--sequence_length", 32, "--epochs", 2, "--batch_size", 32,
+            "--learning_rate", 2e-3, "--dropout", 0.0, "--seed", 0,
+            "--output_dir", root / "run", "--export_dir", root / "exports", "--model_name", MODEL, "--quiet",
+        ]
+    )  # fmt: skip
+    models = {MODEL: root / "exports" / MODEL, CLASSIFIER: write_toy_classifier(root)}
+    with running_server(model_config_file=model_config(root / "models.config", models)) as srv:
+        yield srv
+
+
+@pytest.fixture()
+def at(server, monkeypatch):
+    """The page connected to the "ner" model."""
+    monkeypatch.setenv("KERASBERT_SERVER", server.address)
+    monkeypatch.setenv("KERASBERT_MODEL", MODEL)
+    return AppTest.from_file(str(APP), default_timeout=60).run()
+
+
+def find_entities(at: AppTest, text: str) -> AppTest:
+    at.text_area(key="ner_text").input(text).run()
+    at.button(key="ner_run").click().run()
+    assert not at.exception and not at.error
+    return at
+
+
+def html_blocks(at: AppTest) -> list[str]:
+    return [element.proto.body for element in at.get("html")]
+
+
+def visible_text(fragment: str) -> str:
+    """What a reader sees in the highlighted text, minus the labels: tags stripped, entities unescaped."""
+    without_labels = re.sub(r'<span class="kb-label"[^>]*>[^<]*</span>', "", fragment)
+    return html.unescape(re.sub(r"<[^>]+>", "", without_labels))
+
+
+# A text with runs of spaces, an emoji and HTML that must show as text, not as markup.
+TEXT = "Mr. Jones flew from  Berlin to Rome 🙂 with <b>Mr. Smith</b> & friends."
+EXPECTED = [  # entity, type, start, end: Python string offsets into TEXT
+    ("Jones", "PER", 4, 9),
+    ("Berlin", "LOC", 21, 27),
+    ("Rome", "LOC", 31, 35),
+    ("Smith", "PER", 50, 55),
+]
+
+
+def test_ner_model_opens_the_ner_page(at):
+    assert not at.exception and not at.error
+    assert [t.label for t in at.tabs] == ["Classify", "Embeddings", "NER"]
+    assert opened_tab(at) == "NER"  # from the model's metadata: token_classification
+    assert f"Model '{MODEL}' finds entities of the types LOC, PER." in [c.value for c in at.caption]
+    assert at.text_area(key="ner_text").value.startswith("Mr. Smith flew from London")  # the prefilled example
+    assert at.button(key="ner_run").label == "Find entities"
+    others = [i.value for i in at.info]  # Classify and Embeddings say which model they need
+    assert [m.split(". ")[1].split(" in the sidebar")[0] for m in others] == [
+        "Pick a classification or regression model",
+        "Pick an embedding model",
+    ]
+    assert not at.get("html") and not at.dataframe  # nothing before the click
+
+
+def test_entities_in_the_table_and_highlighted(at):
+    find_entities(at, TEXT)
+    [table, tokens] = at.dataframe
+    rows = table.value
+    assert list(rows.columns) == ["entity", "type", "start", "end", "score"]
+    assert list(zip(rows["entity"], rows["type"], rows["start"], rows["end"])) == EXPECTED
+    assert all(TEXT[start:end] == entity for entity, _, start, end in EXPECTED)
+    assert (rows["score"] > 0.5).all() and (rows["score"] <= 1).all()
+
+    legend, highlighted = html_blocks(at)
+    assert re.findall(r'class="kb-legend-item" data-label="(\w+)"', legend) == ["LOC", "PER"]
+    assert "Entity types:" in legend
+    colours = dict(re.findall(r'data-label="(\w+)" style="background:(#[0-9a-f]{6})', legend))
+    assert len(set(colours.values())) == 2  # one colour per type
+    marks = re.findall(r'<mark class="kb-entity" data-label="(\w+)" title="[^"]*" style="background:(#\w+)[^"]*">'
+                       r'([^<]*)<span class="kb-label"[^>]*>(\w+)</span></mark>', highlighted)  # fmt: skip
+    assert marks == [(label, colours[label], entity, label) for entity, label, _, _ in EXPECTED]
+    assert visible_text(highlighted) == TEXT  # every character, in order, spaces and emoji included
+    assert "&lt;b&gt;Mr. " in highlighted and "&amp; friends" in highlighted  # escaped, not markup
+    assert "<b>" not in highlighted
+    assert "white-space:pre-wrap" in highlighted  # the double space stays visible
+
+
+def test_tokens_expander_shows_wordpieces_and_tags(at):
+    find_entities(at, "Mr. Jones left Paris.")
+    [expander] = [e for e in at.expander if e.label.startswith("Tokens")]
+    tokens = at.dataframe[1].value
+    assert list(tokens.columns) == ["token", "tag", "probability", "start", "end"]
+    assert list(zip(tokens["token"], tokens["tag"])) == [
+        ("mr", "O"), (".", "O"), ("jones", "B-PER"), ("left", "O"), ("paris", "B-LOC"), (".", "O"),
+    ]  # fmt: skip
+    assert tokens["start"].tolist()[:3] == [0, 2, 4] and expander
+
+
+def test_no_entities_found(at):
+    find_entities(at, "we met friends today.")
+    assert [i.value for i in at.info if "entities" in i.value] == ["No entities found."]
+    assert at.dataframe[0].value["token"].tolist()[:2] == ["[UNK]", "met"]  # only the tokens table
+    [highlighted] = [h for h in html_blocks(at) if "kb-ner-text" in h]
+    assert "<mark" not in highlighted and visible_text(highlighted) == "we met friends today."
+
+
+def test_new_text_hides_the_old_result_and_empty_text_warns(at):
+    find_entities(at, "Mr. Evans")
+    assert at.dataframe[0].value["entity"].tolist() == ["Evans"]
+    at.text_area(key="ner_text").input("Mr. Evans in Rome").run()
+    assert not at.dataframe and not at.get("html")
+    at.text_area(key="ner_text").input("   ").run()
+    at.button(key="ner_run").click().run()
+    assert [w.value for w in at.warning] == ["Type a text first."] and not at.dataframe
+
+
+def test_classifier_on_the_ner_page_says_pick_a_token_classification_model(at):
+    at.sidebar.text_input(key="model").set_value(CLASSIFIER).run()
+    assert not at.exception and not at.error
+    assert opened_tab(at) == "Classify"
+    [message] = [i.value for i in at.info if "token-classification" in i.value]
+    assert message == (
+        f"Model '{CLASSIFIER}' is a classification model. Pick a token-classification model in the sidebar "
+        "to use this tab, or make one:"
+    )
+    assert any("--task token_classification" in c.value for c in at.code)
+    assert not [a for a in at.text_area if a.key == "ner_text"] and not [b for b in at.button if b.key == "ner_run"]
+
+
+# --- one real browser: click "Find entities" and take the screenshot --------------------------------
+
+
+class DevTools:
+    """A minimal Chrome DevTools protocol session with one page (over websockets, a Streamlit dependency)."""
+
+    def __init__(self, ws_url: str):
+        from websockets.sync.client import connect
+
+        self.ws = connect(ws_url, max_size=None, open_timeout=30)
+        self.next_id = 0
+
+    def call(self, method: str, timeout: float = 60, **params):
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        deadline = time.time() + timeout
+        while True:
+            message = json.loads(self.ws.recv(timeout=max(deadline - time.time(), 0.1)))
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message["result"]
+
+    def evaluate(self, expression: str):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, what: str, timeout: float = 60):
+        deadline = time.time() + timeout
+        while not self.evaluate(expression):
+            if time.time() > deadline:
+                body = self.evaluate("document.body ? document.body.innerText : ''")
+                pytest.fail(f"{what} within {timeout} s; the page shows:\n{body[-2000:]}")
+            time.sleep(0.25)
+
+
+def _page_websocket(profile: Path, process: subprocess.Popen, timeout: float = 60) -> str:
+    """The DevTools websocket URL of Chromium's first page (its port is in DevToolsActivePort)."""
+    deadline = time.time() + timeout
+    port_file = profile / "DevToolsActivePort"
+    while not port_file.exists() or not port_file.read_text().strip():
+        assert process.poll() is None, f"chromium exited: {process.stderr.read().decode()[-2000:]}"
+        assert time.time() < deadline, "chromium's DevTools did not start"
+        time.sleep(0.2)
+    port = port_file.read_text().split()[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
+        pages = [t for t in json.load(answer) if t["type"] == "page"]
+    return pages[0]["webSocketDebuggerUrl"]
+
+
+BROWSER_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--remote-debugging-port=0",
+    "--window-size=1280,1200",
+]
+ENTITY_MARKS = "document.querySelectorAll('mark.kb-entity').length"
+
+
+@needs_chromium
+def test_ner_page_in_a_real_browser(server, tmp_path):
+    profile = tmp_path / "chromium-profile"  # fresh: no state from other runs
+    with running_streamlit(server.address, MODEL) as url:
+        browser = subprocess.Popen(
+            [str(CHROMIUM), *BROWSER_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            page = DevTools(_page_websocket(profile, browser))
+            page.call("Page.enable")
+            page.call("Page.navigate", url=url)
+            button = "[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Find entities')"
+            page.wait_for(f"!!({button}) && {button}.offsetParent !== null", "the NER page did not open")
+            page.evaluate(f"{button}.click()")  # on the prefilled example sentence
+            page.wait_for(f"{ENTITY_MARKS} >= 4", "no entities were highlighted")
+            page.wait_for("!!document.querySelector('[data-testid=\"stDataFrame\"] canvas')", "no table")
+            time.sleep(1.5)  # let the table's canvas and the fonts paint
+            visible = page.evaluate("document.body.innerText")
+            for entity, label in [("Smith", "PER"), ("London", "LOC"), ("Berlin", "LOC"), ("Jones", "PER")]:
+                assert re.search(rf"{entity}\s*{label}", visible), f"{entity} {label} not visible:\n{visible}"
+            assert "Entity types:" in visible and "Traceback" not in visible
+            assert page.evaluate(ENTITY_MARKS) == 4  # "on Monday to meet" are no entities
+            shot = page.call("Page.captureScreenshot", format="png")
+        finally:
+            browser.terminate()
+            browser.wait(timeout=30)
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
+    assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
