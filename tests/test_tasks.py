@@ -169,3 +169,12 @@ def test_export_to_a_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.strip() == f"error: --export_dir: {target} is a file, not a folder"
     np.testing.assert_equal(target.read_text(), "x")
+
+
+def test_finetune_result_reads_like_the_results_dict():
+    from kerasbert.training.finetune import FinetuneResult
+
+    result = FinetuneResult(results={"dev_metrics": {"accuracy": 1.0}}, model=object())
+    assert result["dev_metrics"] == {"accuracy": 1.0}
+    with pytest.raises(KeyError):
+        result["_model"]
