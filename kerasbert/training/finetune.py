@@ -172,6 +172,10 @@ class FinetuneResult:
     run_dir: str = ""
     export: str | None = None
 
+    def __getitem__(self, key):
+        """`result["dev_metrics"]`: a JSON result (what `run` returned before)."""
+        return self.results[key]
+
 
 # --------------------------------------------------------------------- flags
 
