@@ -654,12 +654,24 @@ def finetune(config):
 
     if dev is not None:
         callbacks.insert(0, _dev_callback(evaluate, log_dir, dev_history))
+    # Seconds spent in training epochs, dev scoring excluded (it runs in a later callback).
+    fit_seconds = [0.0]
+    epoch_started = [0.0]
+    callbacks.insert(
+        0,
+        keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs: epoch_started.__setitem__(0, time.perf_counter()),
+            on_epoch_end=lambda epoch, logs: fit_seconds.__setitem__(
+                0, fit_seconds[0] + time.perf_counter() - epoch_started[0]
+            ),
+        ),
+    )
 
     print(
         f"task={task.name} {task.describe()} train={len(train)} dev={len(dev) if dev else 0} "
         f"encoder={encoder.num_layers}x{encoder.hidden_dim} params={model.count_params():,} "
         f"steps={total_steps} (warmup {warmup_steps}) lr={c.learning_rate:g} "
-        f"strategy={type(strategy).__name__}",
+        f"strategy={c.strategy}",
         flush=True,
     )
     verbose = c.verbose
@@ -683,6 +695,7 @@ def finetune(config):
         "dev_examples": len(dev) if dev else 0,
         "steps": total_steps,
         "train_seconds": round(time.time() - started, 1),
+        "fit_seconds": round(fit_seconds[0], 1),
         "weights": weights_path,
         "run_dir": c.output_dir,
     }
