@@ -276,6 +276,7 @@ BROWSER_FLAGS = [
     "--window-size=1280,1200",
 ]
 ENTITY_MARKS = "document.querySelectorAll('mark.kb-entity').length"
+SELECTED_TAB = "[...document.querySelectorAll('[role=tab][aria-selected=true]')].map(t => t.innerText.trim()).join()"
 
 
 @needs_chromium
@@ -303,6 +304,15 @@ def test_ner_page_in_a_real_browser(server, tmp_path):
             assert "Entity types:" in visible and "Traceback" not in visible
             assert page.evaluate(ENTITY_MARKS) == 4  # "on Monday to meet" are no entities
             shot = page.call("Page.captureScreenshot", format="png")
+
+            # Another model in the sidebar: the page moves to the tab of its task (Classify).
+            assert page.evaluate(SELECTED_TAB) == "NER"
+            page.evaluate(f"[...document.querySelectorAll('input')].find(i => i.value === '{MODEL}').select()")
+            page.call("Input.insertText", text=CLASSIFIER)
+            for kind in ("keyDown", "keyUp"):
+                page.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13)
+            page.wait_for(f"{SELECTED_TAB} === 'Classify'", "the Classify tab did not open for the classifier")
+            page.wait_for(f"{ENTITY_MARKS} === 0", "the NER result stayed on the page")  # removed once the run ends
         finally:
             browser.terminate()
             browser.wait(timeout=30)

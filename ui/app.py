@@ -516,7 +516,9 @@ def main() -> None:
         if info.export is None:  # the model does not say what it does: no guessing
             show_no_export_metadata(settings, info)
             return
-        for tab, page in zip(st.tabs(list(TABS), default=first_tab(info)), TABS.values()):
+        # Keyed by the task, so the page opens on the right tab also when the model changes in the sidebar.
+        tabs = st.tabs(list(TABS), default=first_tab(info), key=f"tabs_{info.task}")
+        for tab, page in zip(tabs, TABS.values()):
             with tab:
                 if info.task in page.tasks:
                     page.render(client, settings, info)
