@@ -20,8 +20,9 @@ $(VENV)/.runtime: requirements.txt pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	@echo "installing test/benchmark peers (torch CPU, transformers, sentence-transformers) into $(VENV)"
-	@$(PIP) install -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import transformers, torch" 2>/dev/null || \
+	@# seqeval ships only as a source archive whose legacy setup.py build fails in a fresh venv; PEP 517 builds it.
+	@PIP_USE_PEP517=1 $(PIP) install -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import transformers, torch, seqeval" 2>/dev/null || \
 		{ echo "error: the test requirements did not install (see pip's output above)"; exit 1; }
 	@touch $@
 

@@ -31,24 +31,12 @@ def shared_path(*parts):
 
 class FinetuneRun(dict):
     """finetune's JSON results (a dict), with the `FinetuneResult` as
-    `.result` and its `model`, `preprocessor`, `task` as attributes.
-
-    The keys `_model`, `_preprocessor` and `_task` that `finetune.run` used
-    to return still work here (read through the attributes; they are not in
-    the dict) until tests/test_pretrain_pipeline.py switches to `.model`.
-    """
-
-    _LEGACY = {"_model": "model", "_preprocessor": "preprocessor", "_task": "task"}
+    `.result` and its `model`, `preprocessor`, `task` as attributes."""
 
     def __init__(self, result):
         super().__init__(result.results)
         self.result = result
         self.model, self.preprocessor, self.task = result.model, result.preprocessor, result.task
-
-    def __missing__(self, key):
-        if key in self._LEGACY:
-            return getattr(self.result, self._LEGACY[key])
-        raise KeyError(key)
 
 
 def run_finetune(argv):

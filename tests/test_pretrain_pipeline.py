@@ -55,6 +55,6 @@ def test_vocab_then_pretrain_then_finetune_from_it(tmp_path):
     # Fine-tuning started from the pretrained encoder: position rows the
     # 16-token fine-tuning never reads keep their pretrained values (up to
     # AdamW's decoupled weight decay), far from any fresh initialisation.
-    encoder = next(x for x in results["_model"].layers if hasattr(x, "position_embedding"))
+    encoder = next(x for x in results.model.layers if hasattr(x, "position_embedding"))
     tuned = encoder.position_embedding.position_embeddings.numpy()
     np.testing.assert_allclose(tuned[16:32], position[16:32], rtol=0.02, atol=1e-4)

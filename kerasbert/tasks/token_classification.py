@@ -363,6 +363,12 @@ class TokenClassificationTask(Task):
             "padding_mask": keras.Input((None,), dtype="bool", name="padding_mask"),
         }
         sequence = encoder(inputs)["sequence_output"]
+        # The tagger never reads BERT's pooler: freeze it so the optimizer does not
+        # warn about its missing gradients (its weights are still saved and loaded).
+        try:
+            encoder.get_layer("pooled_dense").trainable = False
+        except ValueError:
+            pass
         x = keras.layers.Dropout(dropout, name="tagger_dropout")(sequence)
         logits = keras.layers.Dense(
             len(self.tags),
