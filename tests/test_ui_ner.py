@@ -7,7 +7,8 @@ vocabulary, read as [UNK]) is O. Next to it the server serves the toy classifier
 tests/test_ui.py, to check what the NER page says for a model of another task.
 
 Streamlit's AppTest checks the table, the highlighted HTML and the legend; one real headless
-Chromium, driven over the DevTools protocol, clicks the button and saves docs/images/ui_ner.png.
+Chromium, driven over the DevTools protocol, clicks the button and takes a screenshot
+(KERASBERT_UPDATE_SCREENSHOTS=1 refreshes docs/images/ui_ner.png).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import random
 import re
 import subprocess
@@ -316,6 +318,11 @@ def test_ner_page_in_a_real_browser(server, tmp_path):
         finally:
             browser.terminate()
             browser.wait(timeout=30)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
-    assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The screenshot goes to the test's tmp folder; KERASBERT_UPDATE_SCREENSHOTS=1 refreshes the
+    # README's copy (tests do not write into the checkout otherwise).
+    png = base64.b64decode(shot["data"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / SCREENSHOT.name).write_bytes(png)
+    if os.environ.get("KERASBERT_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SCREENSHOT.write_bytes(png)
