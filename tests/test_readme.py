@@ -1,0 +1,620 @@
+"""Every command shown in README.md is run by a test, on a small slice of data.
+
+`test_every_readme_command_is_covered` parses README.md: each ```bash block
+(`\\` continuations joined, comments dropped, one command a line) and each
+```python block. Every bash command must be either run by this file (`RUN`:
+command prefix -> the test here that runs it) or listed in `ELSEWHERE` with the
+test that runs it and why. A command in neither fails with a message saying
+what to do; a key that matches no README command fails too (stale entry).
+
+The commands run as the README writes them, from one module-scoped folder
+(`work`, the current directory while they run), with only:
+
+* path substitutions: `path/to/bert_folder`, `path/to/all-MiniLM-L6-v2` -> the
+  folder `../shared/tools/minilm-checkpoint` prints; `../shared/...` -> the real
+  `../shared` (dev files -> their first rows, copied into `work`); `corpus/*.txt`,
+  `train.tsv`, `dev.tsv` -> files prepared in `work`; `runs/...`, `exports/...`,
+  `vocab.txt` -> what earlier commands wrote there; repo files (`ui/app.py`,
+  `serving/models.config`) -> the repo's (the config with its docker paths
+  `/models/` pointed at `work/exports/`);
+* `--port 8500` / `localhost:8500` / `--rest_api_port 8501` -> free loopback ports;
+* small-slice flags appended (argparse keeps the last value), see `FINETUNE_SLICE`
+  and `PRETRAIN_SLICE`.
+
+train/export/client commands run in-process (`kerasbert.train.main`,
+`kerasbert.export.cli.run`, `kerasbert.client.cli.main`) through
+`kerasbert.cli.run`, as their `__main__` does; `kerasbert.serve` and
+`streamlit run` are real subprocesses on free ports.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import glob
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SHARED, shared_path, write_polarity_task
+from serving_utils import _all_available, free_port
+
+README = REPO / "README.md"
+MINILM_TOOL = SHARED / "tools" / "minilm-checkpoint"
+
+# Appended to fine-tuning commands (argparse keeps the last value).
+FINETUNE_SLICE = ["--max_train_examples", "64", "--epochs", "1", "--batch_size", "16",
+                  "--sequence_length", "32", "--quiet"]
+PRETRAIN_SLICE = ["--num_train_steps", "20", "--num_warmup_steps", "2", "--max_seq_length", "32",
+                  "--log_steps", "1000"]
+DEV_ROWS = 40  # dev files are cut to their first rows (sentences for CoNLL/BMES)
+
+# README bash command (exact, or a prefix of it) -> the test in this file that runs it.
+RUN = {
+    "make run": "test_make_run_then_export_snippet",
+    "python -m kerasbert.serve --port 8500 --model_name kerasbert --model_base_path exports/kerasbert":
+        "test_quick_start_serve_and_ui",
+    "streamlit run ui/app.py": "test_quick_start_serve_and_ui",
+    "python -m kerasbert.train --train_file ../shared/data/glue_sst2/train.tsv":
+        "test_sst2_then_export_run_dir_then_models_config",
+    "python -m kerasbert.export --run_dir runs/sst2": "test_sst2_then_export_run_dir_then_models_config",
+    "python -m kerasbert.serve --model_config_file serving/models.config":
+        "test_sst2_then_export_run_dir_then_models_config",
+    "python -m kerasbert.train --task regression --train_file ../shared/data/glue_stsb/train.tsv":
+        "test_sst2_then_export_run_dir_then_models_config",
+    "python -m kerasbert.train --no_header --train_file ../shared/data/glue_cola/train.tsv": "test_cola",
+    "python -m kerasbert.train --task token_classification --train_file ../shared/data/conll2003/eng.train":
+        "test_conll_serve_client_and_snippet",
+    "python -m kerasbert.serve --port 8500 --model_name conll": "test_conll_serve_client_and_snippet",
+    "python -m kerasbert.client --server localhost:8500 --model conll --entities":
+        "test_conll_serve_client_and_snippet",
+    "python -m kerasbert.train --task token_classification --format bmes": "test_resume_bmes",
+    "python -m kerasbert.export --init_checkpoint path/to/all-MiniLM-L6-v2 --mode embedding":
+        "test_embedding_export_serve_and_snippet",
+    "python -m kerasbert.serve --port 8500 --model_name minilm": "test_embedding_export_serve_and_snippet",
+    "python -m kerasbert.train vocab --input_files corpus/*.txt": "test_pretraining_chain_and_finetune_snippet",
+    "python -m kerasbert.train pretrain --input_files corpus/*.txt": "test_pretraining_chain_and_finetune_snippet",
+    "python -m kerasbert.train --init_checkpoint runs/bert/pretrained": "test_pretraining_chain_and_finetune_snippet",
+    "python -m kerasbert.serve --port 8500 --rest_api_port 8501": "test_serve_rest_client_and_ui",
+    "python -m kerasbert.client --server localhost:8500 --model kerasbert": "test_serve_rest_client_and_ui",
+    "KERASBERT_SERVER=localhost:8500 KERASBERT_MODEL=kerasbert streamlit run ui/app.py":
+        "test_serve_rest_client_and_ui",
+}
+
+# README bash command (exact, or a prefix) -> where it is run instead, and why not here.
+ELSEWHERE = {
+    "make test": "CI itself (.ci/run runs the same pytest); it runs this file",
+}
+
+# README python block (a line unique to it) -> the test in this file that runs it.
+PYTHON_RUN = {
+    "from kerasbert.training.finetune import FinetuneConfig": "test_pretraining_chain_and_finetune_snippet",
+    'Client("localhost:8500", model_name="conll")': "test_conll_serve_client_and_snippet",
+    'Client("localhost:8500", model_name="minilm")': "test_embedding_export_serve_and_snippet",
+    'tf.saved_model.load("exports/kerasbert/1")': "test_make_run_then_export_snippet",
+    'Client("localhost:8500", model_name="kerasbert")': "test_serve_rest_client_and_ui",
+}
+
+
+# -- README parsing ---------------------------------------------------------------------------
+
+
+def readme_blocks(lang):
+    """The bodies of README.md's fenced code blocks tagged `lang`."""
+    text = README.read_text(encoding="utf-8")
+    return [body for tag, body in re.findall(r"^```(\w*)[ \t]*\n(.*?)^```", text, re.M | re.S) if tag == lang]
+
+
+def readme_commands():
+    """Every bash command in README.md as a list of shell words (continuations joined, comments dropped)."""
+    commands = []
+    for body in readme_blocks("bash"):
+        for line in re.sub(r"\\\n", " ", body).splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                commands.append(words)
+    return commands
+
+
+def _matches(key, words):
+    text = " ".join(words)
+    return text == key or text.startswith(key + " ")
+
+
+def readme_command(key):
+    """The one README command that `key` (a `RUN` key) names, as shell words."""
+    found = [words for words in readme_commands() if _matches(key, words)]
+    assert len(found) == 1, f"README.md has {len(found)} commands starting with {key!r}; update RUN in {__file__}"
+    return found[0]
+
+
+def readme_python(marker):
+    """The one README python block containing `marker`."""
+    found = [body for body in readme_blocks("python") if marker in body]
+    assert len(found) == 1, f"README.md has {len(found)} python blocks with {marker!r}; update PYTHON_RUN"
+    return found[0]
+
+
+def test_every_readme_command_is_covered():
+    uncovered, twice = [], []
+    for words in readme_commands():
+        keys = [k for k in (*RUN, *ELSEWHERE) if _matches(k, words)]
+        if not keys:
+            uncovered.append(" ".join(words))
+        elif len(keys) > 1:
+            twice.append(f"{' '.join(words)!r} <- {keys}")
+    assert not uncovered, (
+        "README.md commands that no test runs (a README command that crashes is the worst bug we can ship): "
+        f"{uncovered}. Run each in tests/test_readme.py (add it to RUN and to a test that runs it as written, "
+        "on a small slice), or add it to ELSEWHERE with the test that runs it and why."
+    )
+    assert not twice, f"README commands matched by more than one RUN/ELSEWHERE key: {twice}"
+    for key in (*RUN, *ELSEWHERE):
+        assert any(_matches(key, w) for w in readme_commands()), f"{key!r} matches no README.md command: remove it"
+    for key, test in {**RUN, **PYTHON_RUN}.items():
+        assert callable(globals().get(test)), f"{key!r} names {test}, which is not a test in this file"
+    for body in readme_blocks("python"):
+        markers = [m for m in PYTHON_RUN if m in body]
+        assert len(markers) == 1, (
+            f"README.md python block not run by a test here (add a line unique to it to PYTHON_RUN "
+            f"and run it):\n{body}"
+        )
+
+
+def test_readme_parsing():
+    """Continuations are joined and trailing comments dropped."""
+    commands = [" ".join(w) for w in readme_commands()]
+    assert "make run" in commands and "streamlit run ui/app.py" in commands
+    sst2 = readme_command("python -m kerasbert.train --train_file ../shared/data/glue_sst2/train.tsv")
+    assert sst2[-2:] == ["--model_name", "sst2"] and "\\" not in sst2
+    assert ["python", "-m", "kerasbert.client", "--server", "localhost:8500", "--model", "conll", "--entities",
+            "Angela Merkel flew to Paris."] in readme_commands()
+
+
+# -- running commands -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    if not MINILM_TOOL.exists():
+        pytest.skip(f"{MINILM_TOOL} is absent (tests that use real data need ../shared beside the repo)")
+    proc = subprocess.run([str(MINILM_TOOL)], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.skip(f"minilm-checkpoint could not provide the model: {proc.stderr.strip()[-300:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """The folder the commands run in: corpus/*.txt, train.tsv, dev.tsv (what the README's
+    pretraining section and FinetuneConfig snippet read)."""
+    return _prepare(tmp_path_factory.mktemp("readme"))
+
+
+def _prepare(root):
+    write_polarity_task(root / "train.tsv", 64, seed=1)
+    write_polarity_task(root / "dev.tsv", 32, seed=2)
+    sentences = [line.split("\t")[0] for line in write_polarity_task(
+        root / "unlabelled.tsv", 400, seed=7).read_text().splitlines()[1:]]
+    (root / "corpus").mkdir()
+    for part in range(2):  # BERT format: one sentence a line, blank line between documents
+        docs = [sentences[i:i + 5] for i in range(part * 200, part * 200 + 200, 5)]
+        (root / "corpus" / f"part-{part}.txt").write_text("\n\n".join("\n".join(d) for d in docs) + "\n")
+    return root
+
+
+@contextlib.contextmanager
+def cwd(path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _head(src, dst, rows):
+    """The first `rows` examples of a data file: lines (+ header), or blank-line-separated sentences."""
+    lines = src.read_text(encoding="utf-8").splitlines()
+    if any(not line.strip() for line in lines[:200]):  # CoNLL / one char a line: cut after `rows` sentences
+        out, seen = [], 0
+        for line in lines:
+            out.append(line)
+            if not line.strip() and out[:-1] and out[-2].strip() and not out[-2].startswith("-DOCSTART-"):
+                seen += 1
+                if seen >= rows:
+                    break
+    else:
+        out = lines[: rows + 1]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return dst
+
+
+def substitute(words, work, minilm=None, ports=None):
+    """The README's shell words with the path/port substitutions this file makes (see module doc)."""
+    out = []
+    for i, word in enumerate(words):
+        previous = words[i - 1] if i else ""
+        if word.startswith("path/to/"):
+            assert minilm, f"{word}: this test needs the minilm fixture"
+            word = minilm
+        elif word.startswith("../shared/"):
+            real = shared_path(*Path(word).parts[2:])
+            if previous == "--dev_file":
+                word = str(_head(real, work / "shared_slice" / Path(word).relative_to("../shared"), DEV_ROWS))
+            else:
+                word = str(real)
+        elif "*" in word:
+            expanded = sorted(glob.glob(word, root_dir=work))
+            assert expanded, f"{word} matches nothing in {work}"
+            out += expanded
+            continue
+        elif ports and previous in ("--port", "--rest_api_port", "--server") or ports and "localhost:" in word:
+            for readme_port, port in ports.items():
+                word = word.replace(str(readme_port), str(port))
+        out.append(word)
+    return out
+
+
+def in_process(words, *extra):
+    """Runs a `python -m kerasbert.{train,export,client}` command in-process; returns its exit code."""
+    from kerasbert import cli
+
+    assert words[:2] == ["python", "-m"], words
+    argv = [str(w) for w in [*words[3:], *extra]]
+    module = words[2]
+    if module == "kerasbert.train":
+        from kerasbert import train
+
+        return cli.run(train.main, argv)
+    if module == "kerasbert.export":
+        from kerasbert.export import cli as export_cli
+
+        return export_cli.run(argv)
+    if module == "kerasbert.client":
+        from kerasbert.client import cli as client_cli
+
+        return client_cli.main(argv)
+    raise AssertionError(f"not an in-process command: {words}")
+
+
+def run_readme(key, work, *extra, minilm=None, ports=None):
+    """The README command `key` names, substituted and run in `work` with `extra` flags appended."""
+    words = substitute(readme_command(key), work, minilm=minilm, ports=ports)
+    started = time.monotonic()
+    with cwd(work):
+        code = in_process(words, *extra)
+    print(f"[{time.monotonic() - started:5.1f}s] {shlex.join(words + list(extra))}", file=sys.stderr)
+    assert code == 0, f"README command failed with exit code {code}: {' '.join(readme_command(key))}"
+
+
+def results(work, run):
+    data = json.loads((work / "runs" / run / "results.json").read_text())
+    metrics = data["dev_metrics"]
+    assert metrics and all(math.isfinite(v) for v in _numbers(metrics)), metrics
+    return data
+
+
+def _numbers(tree):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from _numbers(v)
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield float(tree)
+
+
+def export_version(work, name, version):
+    path = work / "exports" / name / str(version)
+    assert (path / "saved_model.pb").exists(), f"no export at {path}: {sorted((work / 'exports').rglob('*'))[:20]}"
+    return json.loads((path / "assets.extra" / "kerasbert.json").read_text())
+
+
+@contextlib.contextmanager
+def readme_server(key, work, timeout=120):
+    """Starts the README's `python -m kerasbert.serve ...` command in `work` on free ports.
+
+    Yields `(address, ports)`: `ports` maps the README's port numbers to the ones used, for
+    `substitute(..., ports=)`. `serving/models.config` becomes a copy with its docker paths
+    (`/models/`) pointed at `work/exports/`.
+    """
+    words = readme_command(key)
+    ports = {}
+    for flag in ("--port", "--rest_api_port"):
+        if flag in words:
+            ports[int(words[words.index(flag) + 1])] = free_port()
+    words = substitute(words, work, ports=ports)
+    if "--model_config_file" in words:
+        i = words.index("--model_config_file") + 1
+        config = (REPO / words[i]).read_text().replace('"/models/', f'"{work / "exports"}/')
+        (work / "models.config").write_text(config)
+        words[i] = str(work / "models.config")
+    if "--port" not in words:  # the README relies on the default 8500
+        ports[8500] = free_port()
+        words += ["--port", str(ports[8500])]
+    from serving_utils import _config_model_names
+
+    names = (_config_model_names(words[words.index("--model_config_file") + 1]) if "--model_config_file" in words
+             else [words[words.index("--model_name") + 1]])
+    cmd = [sys.executable, *words[1:]]
+    log = work / f"serve-{ports[min(ports)]}.log"
+    started = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    address = f"127.0.0.1:{ports[8500]}"
+    try:
+        import grpc
+
+        with grpc.insecure_channel(address) as channel:
+            while not _all_available(channel, names):
+                assert proc.poll() is None, (
+                    f"README command exited with code {proc.returncode}: {' '.join(readme_command(key))}\n"
+                    f"{log.read_text()[-3000:]}")
+                assert time.monotonic() - started < timeout, f"not serving after {timeout}s:\n{log.read_text()[-3000:]}"
+                time.sleep(0.2)
+        print(f"[{time.monotonic() - started:5.1f}s] serving: {shlex.join(words)}", file=sys.stderr)
+        yield address, ports
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def readme_streamlit(key, timeout=60):
+    """Starts the README's `[VAR=value ...] streamlit run ui/app.py` headless on a free port
+    (from the repo, env vars as shown with `ports` applied) and yields the base URL."""
+    words = readme_command(key)
+    env = dict(os.environ)
+    while "=" in words[0]:
+        name, value = words[0].split("=", 1)
+        env[name] = value
+        words = words[1:]
+    return_env = {k: env[k] for k in env if k.startswith("KERASBERT_")}
+    assert words[0] == "streamlit", words
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("streamlit")), *words[1:],
+           "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    try:
+        while True:
+            assert proc.poll() is None, f"streamlit exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}"
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            assert time.monotonic() - started < timeout, "streamlit did not answer /_stcore/health"
+            time.sleep(0.3)
+        print(f"[{time.monotonic() - started:5.1f}s] streamlit healthy: {shlex.join(cmd)} {return_env}", file=sys.stderr)
+        yield url, return_env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class _Record(ast.NodeTransformer):
+    """Turns every expression statement `e` into `_values.append(e)`."""
+
+    def visit_Expr(self, node):
+        call = ast.Call(ast.Attribute(ast.Name("_values", ast.Load()), "append", ast.Load()), [node.value], [])
+        return ast.copy_location(ast.Expr(call), node)
+
+
+def run_snippet(marker, work, address=None):
+    """Runs the README python block with `marker` in `work` (`localhost:8500` -> `address`);
+    returns the values of its expression statements, in order, and its namespace."""
+    code = readme_python(marker)
+    if address:
+        code = code.replace("localhost:8500", address)
+    tree = ast.fix_missing_locations(_Record().visit(ast.parse(code)))
+    namespace = {"_values": []}
+    with cwd(work):
+        exec(compile(tree, "README.md", "exec"), namespace)
+    return namespace["_values"], namespace
+
+
+# -- the commands -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def make_run(work):
+    """`make run` is `python -m kerasbert.train $(ARGS)` in the venv (the Makefile)."""
+    assert "$(PY) -m kerasbert.train $(ARGS)" in (REPO / "Makefile").read_text()
+    readme_command("make run")
+    started = time.monotonic()
+    with cwd(work):
+        code = in_process(["python", "-m", "kerasbert.train"], *FINETUNE_SLICE[:2], "--epochs", "1", "--quiet")
+    print(f"[{time.monotonic() - started:5.1f}s] make run (python -m kerasbert.train)", file=sys.stderr)
+    assert code == 0
+    return results(work, "kerasbert")
+
+
+def test_make_run_then_export_snippet(make_run, work):
+    assert set(make_run["dev_metrics"]) >= {"accuracy", "f1", "mcc"}
+    assert export_version(work, "kerasbert", 1)["task"] == "classification"
+    import tensorflow_text  # noqa: F401
+
+    (labels, metadata), _ = run_snippet('tf.saved_model.load("exports/kerasbert/1")', work)
+    assert labels.numpy().astype(str).tolist()[0] in ("negative", "positive")
+    assert json.loads(metadata.numpy().item() if hasattr(metadata.numpy(), "item") else metadata.numpy())[
+        "task"] == "classification"
+
+
+def test_quick_start_serve_and_ui(make_run, work):
+    from kerasbert.client import Client
+
+    key = "python -m kerasbert.serve --port 8500 --model_name kerasbert --model_base_path exports/kerasbert"
+    with readme_server(key, work) as (address, _):
+        with Client(address, model_name="kerasbert") as client:
+            assert client.task == "classification"
+        with readme_streamlit("streamlit run ui/app.py") as (url, _):
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+                assert response.read().decode().strip() == "ok"
+
+
+def test_serve_rest_client_and_ui(make_run, work, capsys):
+    from kerasbert.client import Client
+
+    with readme_server("python -m kerasbert.serve --port 8500 --rest_api_port 8501", work) as (address, ports):
+        with Client(address, model_name="kerasbert") as client:
+            assert client.task == "classification"
+        rest = f"http://127.0.0.1:{ports[8501]}/v1/models/kerasbert:predict"
+        request = urllib.request.Request(rest, json.dumps({"instances": [{"text": "great film"}]}).encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["predictions"][0]["labels"] in ("negative", "positive")
+
+        capsys.readouterr()
+        run_readme("python -m kerasbert.client --server localhost:8500 --model kerasbert", work, ports=ports)
+        printed = json.loads(capsys.readouterr().out)
+        assert len(printed) == 1 and printed[0]["label"] in ("negative", "positive"), printed
+
+        (classified, status, task), _ = run_snippet('Client("localhost:8500", model_name="kerasbert")', work,
+                                                    address=f"localhost:{ports[8500]}")
+        assert [c["label"] in ("negative", "positive") for c in classified] == [True, True]
+        assert status == [(1, "AVAILABLE")] and task == "classification"
+
+        key = "KERASBERT_SERVER=localhost:8500 KERASBERT_MODEL=kerasbert streamlit run ui/app.py"
+        with readme_streamlit(key) as (url, env):
+            assert env == {"KERASBERT_SERVER": "localhost:8500", "KERASBERT_MODEL": "kerasbert"}
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+                assert response.read().decode().strip() == "ok"
+
+
+def test_sst2_then_export_run_dir_then_models_config(minilm, work):
+    from kerasbert.client import Client
+
+    run_readme("python -m kerasbert.train --train_file ../shared/data/glue_sst2/train.tsv", work,
+               *FINETUNE_SLICE, minilm=minilm)
+    sst2 = results(work, "sst2")
+    assert sst2["class_names"] == ["negative", "positive"] and "accuracy" in sst2["dev_metrics"]
+    assert export_version(work, "sst2", 1)["task"] == "classification"
+    run_readme("python -m kerasbert.export --run_dir runs/sst2", work)
+    assert export_version(work, "sst2", 2)["task"] == "classification"
+
+    run_readme("python -m kerasbert.train --task regression --train_file ../shared/data/glue_stsb/train.tsv",
+               work, *FINETUNE_SLICE, minilm=minilm)
+    assert set(results(work, "stsb")["dev_metrics"]) == {"pearson", "spearman", "corr"}
+    assert export_version(work, "stsb", 1)["task"] == "regression"
+
+    with readme_server("python -m kerasbert.serve --model_config_file serving/models.config", work) as (address, _):
+        with Client(address, model_name="sst2") as client:
+            assert client.task == "classification"
+            assert sorted(v for v, _ in client.status()) == [1, 2]  # latest { num_versions: 2 }
+            assert client.classify(["a gripping, funny film"])[0]["label"] in ("negative", "positive")
+        with Client(address, model_name="stsb") as client:
+            assert client.task == "regression"
+            assert client.regress(["A man plays."], ["A man plays."]).shape == (1,)
+
+
+def test_cola(work):
+    run_readme("python -m kerasbert.train --no_header --train_file ../shared/data/glue_cola/train.tsv", work,
+               *FINETUNE_SLICE)
+    assert "mcc" in results(work, "cola")["dev_metrics"]
+    assert export_version(work, "cola", 1)["task"] == "classification"
+
+
+def test_conll_serve_client_and_snippet(minilm, work, capsys):
+    from kerasbert.client import Client
+
+    key = "python -m kerasbert.train --task token_classification --train_file ../shared/data/conll2003/eng.train"
+    run_readme(key, work, *FINETUNE_SLICE, minilm=minilm)
+    assert {"precision", "recall", "f1"} <= set(_flat_keys(results(work, "conll")["dev_metrics"]))
+    assert export_version(work, "conll", 1)["task"] == "token_classification"
+
+    with readme_server("python -m kerasbert.serve --port 8500 --model_name conll", work) as (address, ports):
+        with Client(address, model_name="conll") as client:
+            assert client.task == "token_classification"
+        capsys.readouterr()
+        run_readme("python -m kerasbert.client --server localhost:8500 --model conll --entities", work, ports=ports)
+        printed = json.loads(capsys.readouterr().out)
+        _check_entities(printed, "Angela Merkel flew to Paris.")
+
+        (entities,), _ = run_snippet('Client("localhost:8500", model_name="conll")', work,
+                                     address=f"localhost:{ports[8500]}")
+        _check_entities([entities], "Angela Merkel flew to Paris.")
+
+
+def _flat_keys(tree):
+    for k, v in tree.items():
+        yield k
+        if isinstance(v, dict):
+            yield from _flat_keys(v)
+
+
+def _check_entities(per_text, text):
+    """One list of entities per text; each span is `text[start:end]` (a 1-epoch model may find none)."""
+    assert isinstance(per_text, list) and len(per_text) == 1 and isinstance(per_text[0], list), per_text
+    for entity in per_text[0]:
+        assert set(entity) == {"label", "start", "end", "text", "score"}, entity
+        assert text[entity["start"]:entity["end"]] == entity["text"], entity
+
+
+def test_resume_bmes(work):
+    run_readme("python -m kerasbert.train --task token_classification --format bmes", work, *FINETUNE_SLICE)
+    assert "f1" in set(_flat_keys(results(work, "resume")["dev_metrics"]))
+    assert export_version(work, "resume", 1)["task"] == "token_classification"
+
+
+def test_embedding_export_serve_and_snippet(minilm, work):
+    import numpy as np
+
+    from kerasbert.client import Client
+
+    run_readme("python -m kerasbert.export --init_checkpoint path/to/all-MiniLM-L6-v2 --mode embedding", work,
+               minilm=minilm)
+    assert export_version(work, "minilm", 1)["task"] == "embedding"
+    with readme_server("python -m kerasbert.serve --port 8500 --model_name minilm", work) as (address, ports):
+        with Client(address, model_name="minilm") as client:
+            assert client.task == "embedding"
+        (similarity, hits), namespace = run_snippet('Client("localhost:8500", model_name="minilm")', work,
+                                                    address=f"localhost:{ports[8500]}")
+    vectors = namespace["vectors"]
+    assert isinstance(vectors, np.ndarray) and vectors.shape == (2, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
+    assert np.asarray(similarity).shape == (1, 1) and 0.3 < float(np.asarray(similarity).ravel()[0]) <= 1.0001
+    assert "guitar" in str(hits), hits
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """Another folder like `work`, for the pretraining section: its last command, like
+    `make run`, writes runs/kerasbert and exports/kerasbert."""
+    return _prepare(tmp_path_factory.mktemp("readme_pretraining"))
+
+
+def test_pretraining_chain_and_finetune_snippet(fresh):
+    work = fresh
+    run_readme("python -m kerasbert.train vocab --input_files corpus/*.txt", work)
+    tokens = (work / "vocab.txt").read_text().split("\n")
+    assert tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and "good" in tokens
+    run_readme("python -m kerasbert.train pretrain --input_files corpus/*.txt", work, *PRETRAIN_SLICE)
+    assert (work / "runs" / "bert" / "pretrained").is_dir()
+    run_readme("python -m kerasbert.train --init_checkpoint runs/bert/pretrained", work,
+               *FINETUNE_SLICE)
+    assert "accuracy" in results(work, "kerasbert")["dev_metrics"]
+    assert export_version(work, "kerasbert", 1)["task"] == "classification"
+
+    (values,), _ = run_snippet("from kerasbert.training.finetune import FinetuneConfig", work)
+    metrics, export = values
+    assert metrics and all(math.isfinite(v) for v in _numbers(metrics)), metrics
+    assert (Path(work) / export / "saved_model.pb").exists() and Path(export).parts[-2:] == ("reviews", "1")
