@@ -23,7 +23,7 @@ For every task the harness checks:
    its method (classify / regress / encode / entities, and tokens / encode_tokens for the
    second signature) returns the same answers as the fresh-process reload.
 
-The fresh process and the server are shared by all tasks to keep the file fast (~1.5 min on
+The fresh process and the server are shared by all tasks to keep the file fast (~2 min on
 2 cores). A task whose build fails fails its own tests; the others still run.
 """
 
