@@ -14,10 +14,11 @@ The commands run as the README writes them, from one module-scoped folder
   folder `../shared/tools/minilm-checkpoint` prints; `../shared/...` -> the real
   `../shared` (dev files -> their first rows, copied into `work`); `corpus/*.txt`,
   `train.tsv`, `dev.tsv` -> files prepared in `work`; `runs/...`, `exports/...`,
-  `vocab.txt` -> what earlier commands wrote there; repo files (`ui/app.py`,
-  `serving/models.config`) -> the repo's (the config with its docker paths
-  `/models/` pointed at `work/exports/`);
-* `--port 8500` / `localhost:8500` / `--rest_api_port 8501` -> free loopback ports;
+  `vocab.txt` -> what earlier commands wrote there; `ui/app.py` and
+  `serving/run_tf_serving.sh` run from the repo, the script with `EXPORT_DIR=work/exports`
+  (and `GRPC_PORT`/`REST_PORT`, its documented variables, for the ports);
+* `--port 8500` / `localhost:8500` / `--rest_api_port 8501` -> free loopback ports (the same
+  to the client and to the snippets' `Client("localhost:8500", ...)`);
 * small-slice flags appended (argparse keeps the last value), see `FINETUNE_SLICE`
   and `PRETRAIN_SLICE`.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import glob
+import io
 import json
 import math
 import os
@@ -67,7 +69,7 @@ RUN = {
     "python -m kerasbert.train --train_file ../shared/data/glue_sst2/train.tsv":
         "test_sst2_then_export_run_dir_then_models_config",
     "python -m kerasbert.export --run_dir runs/sst2": "test_sst2_then_export_run_dir_then_models_config",
-    "python -m kerasbert.serve --model_config_file serving/models.config":
+    "KERASBERT_SERVE=1 serving/run_tf_serving.sh":
         "test_sst2_then_export_run_dir_then_models_config",
     "python -m kerasbert.train --task regression --train_file ../shared/data/glue_stsb/train.tsv":
         "test_sst2_then_export_run_dir_then_models_config",
@@ -319,38 +321,46 @@ def export_version(work, name, version):
     return json.loads((path / "assets.extra" / "kerasbert.json").read_text())
 
 
+def split_env(words):
+    """`VAR=value ... command` -> ({VAR: value}, command words)."""
+    env = {}
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", words[0]):
+        name, value = words[0].split("=", 1)
+        env[name] = value
+        words = words[1:]
+    return env, words
+
+
 @contextlib.contextmanager
 def readme_server(key, work, timeout=120):
-    """Starts the README's `python -m kerasbert.serve ...` command in `work` on free ports.
+    """Starts the README's serving command `key` (`python -m kerasbert.serve ...` in `work`, or
+    `serving/run_tf_serving.sh` from the repo with EXPORT_DIR=work/exports) on free ports.
 
     Yields `(address, ports)`: `ports` maps the README's port numbers to the ones used, for
-    `substitute(..., ports=)`. `serving/models.config` becomes a copy with its docker paths
-    (`/models/`) pointed at `work/exports/`.
+    `substitute(..., ports=)`.
     """
-    words = readme_command(key)
-    ports = {}
-    for flag in ("--port", "--rest_api_port"):
-        if flag in words:
-            ports[int(words[words.index(flag) + 1])] = free_port()
-    words = substitute(words, work, ports=ports)
-    if "--model_config_file" in words:
-        i = words.index("--model_config_file") + 1
-        config = (REPO / words[i]).read_text().replace('"/models/', f'"{work / "exports"}/')
-        (work / "models.config").write_text(config)
-        words[i] = str(work / "models.config")
-    if "--port" not in words:  # the README relies on the default 8500
-        ports[8500] = free_port()
-        words += ["--port", str(ports[8500])]
     from serving_utils import _config_model_names
 
-    names = (_config_model_names(words[words.index("--model_config_file") + 1]) if "--model_config_file" in words
-             else [words[words.index("--model_name") + 1]])
-    cmd = [sys.executable, *words[1:]]
-    log = work / f"serve-{ports[min(ports)]}.log"
+    env, words = split_env(readme_command(key))
+    ports = {}
+    if words[0] == "serving/run_tf_serving.sh":  # gRPC 8500, REST 8501 unless GRPC_PORT/REST_PORT
+        ports = {8500: free_port(), 8501: free_port()}
+        env.update(EXPORT_DIR=str(work / "exports"), GRPC_PORT=str(ports[8500]), REST_PORT=str(ports[8501]))
+        cmd, run_in = [str(REPO / words[0]), *words[1:]], REPO
+        names = [words[1]] if len(words) > 1 else _config_model_names(REPO / "serving" / "models.config")
+    else:
+        assert words[:3] == ["python", "-m", "kerasbert.serve"], words
+        for flag in ("--port", "--rest_api_port"):
+            if flag in words:
+                ports[int(words[words.index(flag) + 1])] = free_port()
+        words = substitute(words, work, ports=ports)
+        cmd, run_in = [sys.executable, *words[1:]], work
+        names = [words[words.index("--model_name") + 1]]
+    log = work / f"serve-{ports[8500]}.log"
     started = time.monotonic()
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with open(log, "w") as out:  # its own process group: the script's server child goes with it
+        proc = subprocess.Popen(cmd, cwd=run_in, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
     address = f"127.0.0.1:{ports[8500]}"
     try:
         import grpc
@@ -362,15 +372,19 @@ def readme_server(key, work, timeout=120):
                     f"{log.read_text()[-3000:]}")
                 assert time.monotonic() - started < timeout, f"not serving after {timeout}s:\n{log.read_text()[-3000:]}"
                 time.sleep(0.2)
-        print(f"[{time.monotonic() - started:5.1f}s] serving: {shlex.join(words)}", file=sys.stderr)
+        print(f"[{time.monotonic() - started:5.1f}s] serving {names}: {env} {shlex.join(cmd)}", file=sys.stderr)
         yield address, ports
     finally:
-        proc.terminate()
+        proc.terminate()  # run_tf_serving.sh traps TERM and stops its server gracefully
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, 9)
             proc.wait()
+        with contextlib.suppress(ProcessLookupError):  # nothing of the group may outlive the test
+            os.killpg(proc.pid, 0)
+            time.sleep(2)
+            os.killpg(proc.pid, 9)
 
 
 @contextlib.contextmanager
@@ -378,12 +392,8 @@ def readme_streamlit(key, timeout=60):
     """Starts the README's `[VAR=value ...] streamlit run ui/app.py` headless on a free port
     (from the repo, env vars as shown with `ports` applied) and yields the base URL."""
     words = readme_command(key)
-    env = dict(os.environ)
-    while "=" in words[0]:
-        name, value = words[0].split("=", 1)
-        env[name] = value
-        words = words[1:]
-    return_env = {k: env[k] for k in env if k.startswith("KERASBERT_")}
+    return_env, words = split_env(words)
+    env = {**os.environ, **return_env}
     assert words[0] == "streamlit", words
     port = free_port()
     cmd = [str(Path(sys.executable).with_name("streamlit")), *words[1:],
@@ -441,10 +451,14 @@ def make_run(work):
     assert "$(PY) -m kerasbert.train $(ARGS)" in (REPO / "Makefile").read_text()
     readme_command("make run")
     started = time.monotonic()
-    with cwd(work):
+    printed = io.StringIO()
+    with cwd(work), contextlib.redirect_stdout(printed):
         code = in_process(["python", "-m", "kerasbert.train"], *FINETUNE_SLICE[:2], "--epochs", "1", "--quiet")
     print(f"[{time.monotonic() - started:5.1f}s] make run (python -m kerasbert.train)", file=sys.stderr)
-    assert code == 0
+    assert code == 0, printed.getvalue()[-3000:]
+    # The README shows what it prints last.
+    shown = re.search(r"^```\n(exported SavedModel: .*?)^```", README.read_text(), re.M | re.S).group(1)
+    assert printed.getvalue().rstrip().endswith(shown.rstrip()), printed.getvalue()[-500:]
     return results(work, "kerasbert")
 
 
@@ -516,7 +530,7 @@ def test_sst2_then_export_run_dir_then_models_config(minilm, work):
     assert set(results(work, "stsb")["dev_metrics"]) == {"pearson", "spearman", "corr"}
     assert export_version(work, "stsb", 1)["task"] == "regression"
 
-    with readme_server("python -m kerasbert.serve --model_config_file serving/models.config", work) as (address, _):
+    with readme_server("KERASBERT_SERVE=1 serving/run_tf_serving.sh", work) as (address, ports):
         with Client(address, model_name="sst2") as client:
             assert client.task == "classification"
             assert sorted(v for v, _ in client.status()) == [1, 2]  # latest { num_versions: 2 }
@@ -524,6 +538,9 @@ def test_sst2_then_export_run_dir_then_models_config(minilm, work):
         with Client(address, model_name="stsb") as client:
             assert client.task == "regression"
             assert client.regress(["A man plays."], ["A man plays."]).shape == (1,)
+        # REST_PORT (8501) answers too
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[8501]}/v1/models/stsb", timeout=10) as response:
+            assert json.loads(response.read())["model_version_status"][0]["state"] == "AVAILABLE"
 
 
 def test_cola(work):
