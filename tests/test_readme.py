@@ -54,42 +54,42 @@ README = REPO / "README.md"
 MINILM_TOOL = SHARED / "tools" / "minilm-checkpoint"
 
 # Appended to fine-tuning commands (argparse keeps the last value).
-FINETUNE_SLICE = ["--max_train_examples", "64", "--epochs", "1", "--batch_size", "16",
-                  "--sequence_length", "32", "--quiet"]
-PRETRAIN_SLICE = ["--num_train_steps", "20", "--num_warmup_steps", "2", "--max_seq_length", "32",
-                  "--log_steps", "1000"]
+FINETUNE_SLICE = [
+    "--max_train_examples",
+    "64",
+    "--epochs",
+    "1",
+    "--batch_size",
+    "16",
+    "--sequence_length",
+    "32",
+    "--quiet",
+]
+PRETRAIN_SLICE = ["--num_train_steps", "20", "--num_warmup_steps", "2", "--max_seq_length", "32", "--log_steps", "1000"]
 DEV_ROWS = 40  # dev files are cut to their first rows (sentences for CoNLL/BMES)
 
 # README bash command (exact, or a prefix of it) -> the test in this file that runs it.
 RUN = {
     "make run": "test_make_run_then_export_snippet",
-    "python -m kerasbert.serve --port 8500 --model_name kerasbert --model_base_path exports/kerasbert":
-        "test_quick_start_serve_and_ui",
+    "python -m kerasbert.serve --port 8500 --model_name kerasbert": "test_quick_start_serve_and_ui",
     "streamlit run ui/app.py": "test_quick_start_serve_and_ui",
-    "python -m kerasbert.train --train_file ../shared/data/glue_sst2/train.tsv":
-        "test_sst2_then_export_run_dir_then_models_config",
-    "python -m kerasbert.export --run_dir runs/sst2": "test_sst2_then_export_run_dir_then_models_config",
-    "KERASBERT_SERVE=1 serving/run_tf_serving.sh":
-        "test_sst2_then_export_run_dir_then_models_config",
-    "python -m kerasbert.train --task regression --train_file ../shared/data/glue_stsb/train.tsv":
-        "test_sst2_then_export_run_dir_then_models_config",
-    "python -m kerasbert.train --no_header --train_file ../shared/data/glue_cola/train.tsv": "test_cola",
-    "python -m kerasbert.train --task token_classification --train_file ../shared/data/conll2003/eng.train":
-        "test_conll_serve_client_and_snippet",
+    "python -m kerasbert.train --train_file ../shared/data/glue_sst2/train.tsv": "test_glue_and_serve_config",
+    "python -m kerasbert.export --run_dir runs/sst2": "test_glue_and_serve_config",
+    "KERASBERT_SERVE=1 serving/run_tf_serving.sh": "test_glue_and_serve_config",
+    "python -m kerasbert.train --task regression": "test_glue_and_serve_config",
+    "python -m kerasbert.train --no_header": "test_cola",
+    "python -m kerasbert.train --task token_classification --train_file": "test_conll_serve_client_and_snippet",
     "python -m kerasbert.serve --port 8500 --model_name conll": "test_conll_serve_client_and_snippet",
-    "python -m kerasbert.client --server localhost:8500 --model conll --entities":
-        "test_conll_serve_client_and_snippet",
+    "python -m kerasbert.client --server localhost:8500 --model conll": "test_conll_serve_client_and_snippet",
     "python -m kerasbert.train --task token_classification --format bmes": "test_resume_bmes",
-    "python -m kerasbert.export --init_checkpoint path/to/all-MiniLM-L6-v2 --mode embedding":
-        "test_embedding_export_serve_and_snippet",
+    "python -m kerasbert.export --init_checkpoint": "test_embedding_export_serve_and_snippet",
     "python -m kerasbert.serve --port 8500 --model_name minilm": "test_embedding_export_serve_and_snippet",
     "python -m kerasbert.train vocab --input_files corpus/*.txt": "test_pretraining_chain_and_finetune_snippet",
     "python -m kerasbert.train pretrain --input_files corpus/*.txt": "test_pretraining_chain_and_finetune_snippet",
     "python -m kerasbert.train --init_checkpoint runs/bert/pretrained": "test_pretraining_chain_and_finetune_snippet",
     "python -m kerasbert.serve --port 8500 --rest_api_port 8501": "test_serve_rest_client_and_ui",
     "python -m kerasbert.client --server localhost:8500 --model kerasbert": "test_serve_rest_client_and_ui",
-    "KERASBERT_SERVER=localhost:8500 KERASBERT_MODEL=kerasbert streamlit run ui/app.py":
-        "test_serve_rest_client_and_ui",
+    "KERASBERT_SERVER=localhost:8500 KERASBERT_MODEL=kerasbert streamlit run": "test_serve_rest_client_and_ui",
 }
 
 # README bash command (exact, or a prefix) -> where it is run instead, and why not here.
@@ -167,8 +167,7 @@ def test_every_readme_command_is_covered():
     for body in readme_blocks("python"):
         markers = [m for m in PYTHON_RUN if m in body]
         assert len(markers) == 1, (
-            f"README.md python block not run by a test here (add a line unique to it to PYTHON_RUN "
-            f"and run it):\n{body}"
+            f"README.md python block not run by a test here (add a line unique to it to PYTHON_RUN and run it):\n{body}"
         )
 
 
@@ -178,8 +177,17 @@ def test_readme_parsing():
     assert "make run" in commands and "streamlit run ui/app.py" in commands
     sst2 = readme_command("python -m kerasbert.train --train_file ../shared/data/glue_sst2/train.tsv")
     assert sst2[-2:] == ["--model_name", "sst2"] and "\\" not in sst2
-    assert ["python", "-m", "kerasbert.client", "--server", "localhost:8500", "--model", "conll", "--entities",
-            "Angela Merkel flew to Paris."] in readme_commands()
+    assert [
+        "python",
+        "-m",
+        "kerasbert.client",
+        "--server",
+        "localhost:8500",
+        "--model",
+        "conll",
+        "--entities",
+        "Angela Merkel flew to Paris.",
+    ] in readme_commands()
 
 
 # -- running commands -------------------------------------------------------------------------
@@ -205,11 +213,13 @@ def work(tmp_path_factory):
 def _prepare(root):
     write_polarity_task(root / "train.tsv", 64, seed=1)
     write_polarity_task(root / "dev.tsv", 32, seed=2)
-    sentences = [line.split("\t")[0] for line in write_polarity_task(
-        root / "unlabelled.tsv", 400, seed=7).read_text().splitlines()[1:]]
+    sentences = [
+        line.split("\t")[0]
+        for line in write_polarity_task(root / "unlabelled.tsv", 400, seed=7).read_text().splitlines()[1:]
+    ]
     (root / "corpus").mkdir()
     for part in range(2):  # BERT format: one sentence a line, blank line between documents
-        docs = [sentences[i:i + 5] for i in range(part * 200, part * 200 + 200, 5)]
+        docs = [sentences[i : i + 5] for i in range(part * 200, part * 200 + 200, 5)]
         (root / "corpus" / f"part-{part}.txt").write_text("\n\n".join("\n".join(d) for d in docs) + "\n")
     return root
 
@@ -359,8 +369,14 @@ def readme_server(key, work, timeout=120):
     log = work / f"serve-{ports[8500]}.log"
     started = time.monotonic()
     with open(log, "w") as out:  # its own process group: the script's server child goes with it
-        proc = subprocess.Popen(cmd, cwd=run_in, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+        proc = subprocess.Popen(
+            cmd,
+            cwd=run_in,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        )
     address = f"127.0.0.1:{ports[8500]}"
     try:
         import grpc
@@ -369,7 +385,8 @@ def readme_server(key, work, timeout=120):
             while not _all_available(channel, names):
                 assert proc.poll() is None, (
                     f"README command exited with code {proc.returncode}: {' '.join(readme_command(key))}\n"
-                    f"{log.read_text()[-3000:]}")
+                    f"{log.read_text()[-3000:]}"
+                )
                 assert time.monotonic() - started < timeout, f"not serving after {timeout}s:\n{log.read_text()[-3000:]}"
                 time.sleep(0.2)
         print(f"[{time.monotonic() - started:5.1f}s] serving {names}: {env} {shlex.join(cmd)}", file=sys.stderr)
@@ -396,8 +413,16 @@ def readme_streamlit(key, timeout=60):
     env = {**os.environ, **return_env}
     assert words[0] == "streamlit", words
     port = free_port()
-    cmd = [str(Path(sys.executable).with_name("streamlit")), *words[1:],
-           "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    cmd = [
+        str(Path(sys.executable).with_name("streamlit")),
+        *words[1:],
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
@@ -410,7 +435,9 @@ def readme_streamlit(key, timeout=60):
                         break
             assert time.monotonic() - started < timeout, "streamlit did not answer /_stcore/health"
             time.sleep(0.3)
-        print(f"[{time.monotonic() - started:5.1f}s] streamlit healthy: {shlex.join(cmd)} {return_env}", file=sys.stderr)
+        print(
+            f"[{time.monotonic() - started:5.1f}s] streamlit healthy: {shlex.join(cmd)} {return_env}", file=sys.stderr
+        )
         yield url, return_env
     finally:
         proc.terminate()
@@ -469,14 +496,16 @@ def test_make_run_then_export_snippet(make_run, work):
 
     (labels, metadata), _ = run_snippet('tf.saved_model.load("exports/kerasbert/1")', work)
     assert labels.numpy().astype(str).tolist()[0] in ("negative", "positive")
-    assert json.loads(metadata.numpy().item() if hasattr(metadata.numpy(), "item") else metadata.numpy())[
-        "task"] == "classification"
+    assert (
+        json.loads(metadata.numpy().item() if hasattr(metadata.numpy(), "item") else metadata.numpy())["task"]
+        == "classification"
+    )
 
 
 def test_quick_start_serve_and_ui(make_run, work):
     from kerasbert.client import Client
 
-    key = "python -m kerasbert.serve --port 8500 --model_name kerasbert --model_base_path exports/kerasbert"
+    key = "python -m kerasbert.serve --port 8500 --model_name kerasbert"
     with readme_server(key, work) as (address, _):
         with Client(address, model_name="kerasbert") as client:
             assert client.task == "classification"
@@ -492,8 +521,9 @@ def test_serve_rest_client_and_ui(make_run, work, capsys):
         with Client(address, model_name="kerasbert") as client:
             assert client.task == "classification"
         rest = f"http://127.0.0.1:{ports[8501]}/v1/models/kerasbert:predict"
-        request = urllib.request.Request(rest, json.dumps({"instances": [{"text": "great film"}]}).encode(),
-                                         {"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            rest, json.dumps({"instances": [{"text": "great film"}]}).encode(), {"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert json.loads(response.read())["predictions"][0]["labels"] in ("negative", "positive")
 
@@ -502,31 +532,40 @@ def test_serve_rest_client_and_ui(make_run, work, capsys):
         printed = json.loads(capsys.readouterr().out)
         assert len(printed) == 1 and printed[0]["label"] in ("negative", "positive"), printed
 
-        (classified, status, task), _ = run_snippet('Client("localhost:8500", model_name="kerasbert")', work,
-                                                    address=f"localhost:{ports[8500]}")
+        (classified, status, task), _ = run_snippet(
+            'Client("localhost:8500", model_name="kerasbert")', work, address=f"localhost:{ports[8500]}"
+        )
         assert [c["label"] in ("negative", "positive") for c in classified] == [True, True]
         assert status == [(1, "AVAILABLE")] and task == "classification"
 
-        key = "KERASBERT_SERVER=localhost:8500 KERASBERT_MODEL=kerasbert streamlit run ui/app.py"
+        key = "KERASBERT_SERVER=localhost:8500 KERASBERT_MODEL=kerasbert streamlit run"
         with readme_streamlit(key) as (url, env):
             assert env == {"KERASBERT_SERVER": "localhost:8500", "KERASBERT_MODEL": "kerasbert"}
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
                 assert response.read().decode().strip() == "ok"
 
 
-def test_sst2_then_export_run_dir_then_models_config(minilm, work):
+def test_glue_and_serve_config(minilm, work):
     from kerasbert.client import Client
 
-    run_readme("python -m kerasbert.train --train_file ../shared/data/glue_sst2/train.tsv", work,
-               *FINETUNE_SLICE, minilm=minilm)
+    run_readme(
+        "python -m kerasbert.train --train_file ../shared/data/glue_sst2/train.tsv",
+        work,
+        *FINETUNE_SLICE,
+        minilm=minilm,
+    )
     sst2 = results(work, "sst2")
     assert sst2["class_names"] == ["negative", "positive"] and "accuracy" in sst2["dev_metrics"]
     assert export_version(work, "sst2", 1)["task"] == "classification"
     run_readme("python -m kerasbert.export --run_dir runs/sst2", work)
     assert export_version(work, "sst2", 2)["task"] == "classification"
 
-    run_readme("python -m kerasbert.train --task regression --train_file ../shared/data/glue_stsb/train.tsv",
-               work, *FINETUNE_SLICE, minilm=minilm)
+    run_readme(
+        "python -m kerasbert.train --task regression",
+        work,
+        *FINETUNE_SLICE,
+        minilm=minilm,
+    )
     assert set(results(work, "stsb")["dev_metrics"]) == {"pearson", "spearman", "corr"}
     assert export_version(work, "stsb", 1)["task"] == "regression"
 
@@ -544,8 +583,7 @@ def test_sst2_then_export_run_dir_then_models_config(minilm, work):
 
 
 def test_cola(work):
-    run_readme("python -m kerasbert.train --no_header --train_file ../shared/data/glue_cola/train.tsv", work,
-               *FINETUNE_SLICE)
+    run_readme("python -m kerasbert.train --no_header", work, *FINETUNE_SLICE)
     assert "mcc" in results(work, "cola")["dev_metrics"]
     assert export_version(work, "cola", 1)["task"] == "classification"
 
@@ -553,7 +591,7 @@ def test_cola(work):
 def test_conll_serve_client_and_snippet(minilm, work, capsys):
     from kerasbert.client import Client
 
-    key = "python -m kerasbert.train --task token_classification --train_file ../shared/data/conll2003/eng.train"
+    key = "python -m kerasbert.train --task token_classification --train_file"
     run_readme(key, work, *FINETUNE_SLICE, minilm=minilm)
     assert {"precision", "recall", "f1"} <= set(_flat_keys(results(work, "conll")["dev_metrics"]))
     assert export_version(work, "conll", 1)["task"] == "token_classification"
@@ -562,12 +600,13 @@ def test_conll_serve_client_and_snippet(minilm, work, capsys):
         with Client(address, model_name="conll") as client:
             assert client.task == "token_classification"
         capsys.readouterr()
-        run_readme("python -m kerasbert.client --server localhost:8500 --model conll --entities", work, ports=ports)
+        run_readme("python -m kerasbert.client --server localhost:8500 --model conll", work, ports=ports)
         printed = json.loads(capsys.readouterr().out)
         _check_entities(printed, "Angela Merkel flew to Paris.")
 
-        (entities,), _ = run_snippet('Client("localhost:8500", model_name="conll")', work,
-                                     address=f"localhost:{ports[8500]}")
+        (entities,), _ = run_snippet(
+            'Client("localhost:8500", model_name="conll")', work, address=f"localhost:{ports[8500]}"
+        )
         _check_entities([entities], "Angela Merkel flew to Paris.")
 
 
@@ -583,7 +622,7 @@ def _check_entities(per_text, text):
     assert isinstance(per_text, list) and len(per_text) == 1 and isinstance(per_text[0], list), per_text
     for entity in per_text[0]:
         assert set(entity) == {"label", "start", "end", "text", "score"}, entity
-        assert text[entity["start"]:entity["end"]] == entity["text"], entity
+        assert text[entity["start"] : entity["end"]] == entity["text"], entity
 
 
 def test_resume_bmes(work):
@@ -597,14 +636,14 @@ def test_embedding_export_serve_and_snippet(minilm, work):
 
     from kerasbert.client import Client
 
-    run_readme("python -m kerasbert.export --init_checkpoint path/to/all-MiniLM-L6-v2 --mode embedding", work,
-               minilm=minilm)
+    run_readme("python -m kerasbert.export --init_checkpoint", work, minilm=minilm)
     assert export_version(work, "minilm", 1)["task"] == "embedding"
     with readme_server("python -m kerasbert.serve --port 8500 --model_name minilm", work) as (address, ports):
         with Client(address, model_name="minilm") as client:
             assert client.task == "embedding"
-        (similarity, hits), namespace = run_snippet('Client("localhost:8500", model_name="minilm")', work,
-                                                    address=f"localhost:{ports[8500]}")
+        (similarity, hits), namespace = run_snippet(
+            'Client("localhost:8500", model_name="minilm")', work, address=f"localhost:{ports[8500]}"
+        )
     vectors = namespace["vectors"]
     assert isinstance(vectors, np.ndarray) and vectors.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5)
@@ -626,8 +665,7 @@ def test_pretraining_chain_and_finetune_snippet(fresh):
     assert tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and "good" in tokens
     run_readme("python -m kerasbert.train pretrain --input_files corpus/*.txt", work, *PRETRAIN_SLICE)
     assert (work / "runs" / "bert" / "pretrained").is_dir()
-    run_readme("python -m kerasbert.train --init_checkpoint runs/bert/pretrained", work,
-               *FINETUNE_SLICE)
+    run_readme("python -m kerasbert.train --init_checkpoint runs/bert/pretrained", work, *FINETUNE_SLICE)
     assert "accuracy" in results(work, "kerasbert")["dev_metrics"]
     assert export_version(work, "kerasbert", 1)["task"] == "classification"
 
