@@ -57,13 +57,13 @@ browser:
 run: $(VENV)/.runtime
 	$(PY) -m kerasbert.train $(ARGS)
 
-test: $(VENV)/.dev browser compat
+test: $(VENV)/.dev browser compat lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# Lint and format check (ruff, configured in pyproject.toml). `make test`
-# will run it first once the tree has been formatted.
+# Lint and format check (ruff, configured in pyproject.toml); `make test` runs it first.
+# --no-cache: nothing written into the checkout.
 lint: $(VENV)/.dev
-	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+	$(PY) -m ruff check --no-cache . && $(PY) -m ruff format --no-cache --check .
 
 serve: $(VENV)/.runtime
 	$(PY) -m kerasbert.serve --port 8500 --model_name kerasbert --model_base_path exports/kerasbert

@@ -70,10 +70,24 @@ def read_stsb(path):
 def export(checkpoint, export_dir, jit_compile, sequence_length):
     """`python -m kerasbert.export` in a subprocess; returns the TF Serving base path and seconds."""
     command = [
-        sys.executable, "-m", "kerasbert.export", "--init_checkpoint", str(checkpoint),
-        "--mode", "embedding", "--pooling", "mean", "--layer", "-1", "--l2_normalize",
-        "--sequence_length", str(sequence_length), "--export_dir", str(export_dir),
-        "--model_name", MODEL_NAME,
+        sys.executable,
+        "-m",
+        "kerasbert.export",
+        "--init_checkpoint",
+        str(checkpoint),
+        "--mode",
+        "embedding",
+        "--pooling",
+        "mean",
+        "--layer",
+        "-1",
+        "--l2_normalize",
+        "--sequence_length",
+        str(sequence_length),
+        "--export_dir",
+        str(export_dir),
+        "--model_name",
+        MODEL_NAME,
     ] + (["--jit_compile"] if jit_compile else [])
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
@@ -91,8 +105,17 @@ def free_port():
 def start_server(base_path, log_path, timeout=300):
     """`python -m kerasbert.serve` on a free loopback port; returns (process, address) once AVAILABLE."""
     port = free_port()
-    command = [sys.executable, "-m", "kerasbert.serve", "--port", str(port),
-               "--model_base_path", str(base_path), "--model_name", MODEL_NAME]
+    command = [
+        sys.executable,
+        "-m",
+        "kerasbert.serve",
+        "--port",
+        str(port),
+        "--model_base_path",
+        str(base_path),
+        "--model_name",
+        MODEL_NAME,
+    ]
     log = open(log_path, "w")
     process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
@@ -134,8 +157,9 @@ def timed(encode, sentences):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch_size", type=int, default=64, help="sentences per request / per torch batch")
-    parser.add_argument("--jit_compile", action="store_true",
-                        help="export with XLA (measured slower on these 2 CPU cores)")
+    parser.add_argument(
+        "--jit_compile", action="store_true", help="export with XLA (measured slower on these 2 CPU cores)"
+    )
     parser.add_argument("--sequence_length", type=int, default=128, help="max tokens (MiniLM was trained on 128)")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes per side, alternating (best is kept)")
     parser.add_argument("--torch_threads", type=int, default=0, help="torch.set_num_threads (default: torch's own)")
@@ -151,11 +175,14 @@ def main(argv=None):
         first, second, gold = first[: args.limit], second[: args.limit], gold[: args.limit]
     sentences = first + second
     n = len(first)
-    print(f"STS-B dev: {n} pairs, {len(sentences)} sentences; checkpoint {checkpoint.name}; "
-          f"batch size {args.batch_size}; jit_compile={args.jit_compile}", flush=True)
+    print(
+        f"STS-B dev: {n} pairs, {len(sentences)} sentences; checkpoint {checkpoint.name}; "
+        f"batch size {args.batch_size}; jit_compile={args.jit_compile}",
+        flush=True,
+    )
 
-    from sentence_transformers import SentenceTransformer
     import torch
+    from sentence_transformers import SentenceTransformer
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
@@ -199,20 +226,30 @@ def main(argv=None):
         "vector_cosine_ours_vs_theirs": {"min": float(agreement.min()), "mean": float(agreement.mean())},
         "sentences_per_second": {"kerasbert_grpc": ours_rate, "sentence_transformers": theirs_rate},
         "speed_ratio": ours_rate / theirs_rate,
-        "seconds": {"export": export_seconds, "warmup_grpc": warmup_seconds,
-                    "kerasbert_grpc": ours_times, "sentence_transformers": theirs_times},
+        "seconds": {
+            "export": export_seconds,
+            "warmup_grpc": warmup_seconds,
+            "kerasbert_grpc": ours_times,
+            "sentence_transformers": theirs_times,
+        },
         "torch_threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         "load_average_1min": os.getloadavg()[0],
     }
-    print(f"Spearman x100   kerasbert (gRPC) {100 * ours_rho:.3f}   sentence-transformers {100 * theirs_rho:.3f}"
-          f"   |difference| {abs(ours_rho - theirs_rho):.5f} ({'OK' if abs(ours_rho - theirs_rho) <= 1e-3 else 'NOT'}"
-          f" within 0.001)")
+    print(
+        f"Spearman x100   kerasbert (gRPC) {100 * ours_rho:.3f}   sentence-transformers {100 * theirs_rho:.3f}"
+        f"   |difference| {abs(ours_rho - theirs_rho):.5f} ({'OK' if abs(ours_rho - theirs_rho) <= 1e-3 else 'NOT'}"
+        f" within 0.001)"
+    )
     print(f"vectors         cosine ours vs theirs: min {agreement.min():.6f}, mean {agreement.mean():.6f}")
-    print(f"sentences/s     kerasbert (gRPC) {ours_rate:.1f}   sentence-transformers {theirs_rate:.1f}"
-          f"   ratio {ours_rate / theirs_rate:.2f}x (target >= 1.5x)")
-    print(f"(load average {results['load_average_1min']:.1f} on {os.cpu_count()} CPUs; warm-up pass over gRPC "
-          f"{warmup_seconds:.1f} s)")
+    print(
+        f"sentences/s     kerasbert (gRPC) {ours_rate:.1f}   sentence-transformers {theirs_rate:.1f}"
+        f"   ratio {ours_rate / theirs_rate:.2f}x (target >= 1.5x)"
+    )
+    print(
+        f"(load average {results['load_average_1min']:.1f} on {os.cpu_count()} CPUs; warm-up pass over gRPC "
+        f"{warmup_seconds:.1f} s)"
+    )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.output}")

@@ -63,7 +63,7 @@ def read_sentences(path, limit=None):
 
 
 def batches(lines, batch_size):
-    return [lines[i:i + batch_size] for i in range(0, len(lines), batch_size)]
+    return [lines[i : i + batch_size] for i in range(0, len(lines), batch_size)]
 
 
 # ---------------------------------------------------------------- (a) tokenize
@@ -114,8 +114,7 @@ def bench_tokenization(lines, batch_size, seq_len, repeats):
 
     def go_hf():
         for batch in list_batches:
-            hf(batch, truncation=True, max_length=seq_len, padding="max_length",
-               return_tensors="np")
+            hf(batch, truncation=True, max_length=seq_len, padding="max_length", return_tensors="np")
 
     go_hf()
     results["hf_fast"] = n / best_time(go_hf, repeats)
@@ -138,16 +137,13 @@ def bench_tokenization(lines, batch_size, seq_len, repeats):
 
     with open(vocab_path, encoding="utf-8") as f:
         vocab = [line.rstrip("\n") for line in f]
-    fast = tf_text.FastBertTokenizer(
-        vocab, token_out_type=tf.int32, lower_case_nfd_strip_accents=True
-    )
+    fast = tf_text.FastBertTokenizer(vocab, token_out_type=tf.int32, lower_case_nfd_strip_accents=True)
     results["tf_text_fast_only"] = run_graph(tf.function(fast.tokenize))
 
     # Parity of packed ids, ours vs HF, on up to 4096 lines.
     sample = lines[:4096]
     ours_ids = ours(tf.constant(sample))["token_ids"].numpy()
-    hf_ids = hf(sample, truncation=True, max_length=seq_len, padding="max_length",
-                return_tensors="np")["input_ids"]
+    hf_ids = hf(sample, truncation=True, max_length=seq_len, padding="max_length", return_tensors="np")["input_ids"]
     results["parity_vs_hf"] = float(np.mean(np.all(ours_ids == hf_ids, axis=1)))
     return results
 
@@ -190,8 +186,7 @@ def encoder_flops(num_layers, batch, seq_len, hidden, intermediate):
 
 
 def bench_encoder(size, batch, seq_len, repeats, inner):
-    from kerasbert.modeling import ENCODER_SIZES
-    from kerasbert.modeling import build_encoder
+    from kerasbert.modeling import ENCODER_SIZES, build_encoder
 
     spec = ENCODER_SIZES[size]
     encoder = build_encoder(size, vocabulary_size=30522)
@@ -201,15 +196,12 @@ def bench_encoder(size, batch, seq_len, repeats, inner):
         "segment_ids": tf.zeros((batch, seq_len), tf.int32),
         "padding_mask": tf.ones((batch, seq_len), tf.bool),
     }
-    flops = encoder_flops(spec.num_layers, batch, seq_len, spec.hidden_dim,
-                          spec.intermediate_dim)
+    flops = encoder_flops(spec.num_layers, batch, seq_len, spec.hidden_dim, spec.intermediate_dim)
     results = {"flops_per_batch": flops}
     for name, jit in (("plain", False), ("xla", True)):
-        forward = tf.function(
-            lambda x: encoder(x, training=False)["sequence_output"], jit_compile=jit
-        )
+        forward = tf.function(lambda x: encoder(x, training=False)["sequence_output"], jit_compile=jit)
 
-        def go():
+        def go(forward=forward):
             for _ in range(inner):
                 out = forward(inputs)
             out.numpy()
@@ -242,11 +234,9 @@ def threading_info():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="small subsets and few repeats (smoke run, ~1 min)")
+    parser.add_argument("--quick", action="store_true", help="small subsets and few repeats (smoke run, ~1 min)")
     parser.add_argument("--json", help="also write all figures to this JSON file")
-    parser.add_argument("--batch_size", type=int, default=1024,
-                        help="tokenization batch size (default 1024)")
+    parser.add_argument("--batch_size", type=int, default=1024, help="tokenization batch size (default 1024)")
     args = parser.parse_args(argv)
 
     quick = args.quick
@@ -256,10 +246,12 @@ def main(argv=None):
         "tensorflow": tf.__version__,
         "threading": threading_info(),
     }
-    print(f"TensorFlow {tf.__version__}, {report['threading']['cpu_count']} CPUs, "
-          f"intra/inter-op threads {report['threading']['intra_op_parallelism_threads']}/"
-          f"{report['threading']['inter_op_parallelism_threads']} (0 = TF default: all cores), "
-          f"load average {report['threading']['load_average_1m']}")
+    print(
+        f"TensorFlow {tf.__version__}, {report['threading']['cpu_count']} CPUs, "
+        f"intra/inter-op threads {report['threading']['intra_op_parallelism_threads']}/"
+        f"{report['threading']['inter_op_parallelism_threads']} (0 = TF default: all cores), "
+        f"load average {report['threading']['load_average_1m']}"
+    )
 
     rows = []
     # (a)
@@ -297,8 +289,7 @@ def main(argv=None):
     # The matmul rate is measured before and after the encoder and the best
     # kept, so a busy spell on a shared machine does not inflate the fraction.
     def matmul_rate():
-        return matmul_flops_per_second(2048, inner=4 if quick else 10,
-                                       repeats=2 if quick else 5)
+        return matmul_flops_per_second(2048, inner=4 if quick else 10, repeats=2 if quick else 5)
 
     matmul = matmul_rate()
     enc = bench_encoder("small", 32, 128, repeats=2 if quick else 5, inner=1 if quick else 3)
@@ -313,11 +304,13 @@ def main(argv=None):
             rows.append((f"(b) encoder small, {label}", "failed", r["error"][:60]))
             continue
         r["fraction_of_matmul"] = r["flops_per_second"] / matmul
-        rows.append((
-            f"(b) encoder small 32x128, {label}",
-            f"{r['sequences_per_second']:,.1f} seq/s ({r['flops_per_second'] / 1e9:,.1f} GFLOP/s)",
-            f"{r['fraction_of_matmul']:.0%} of matmul",
-        ))
+        rows.append(
+            (
+                f"(b) encoder small 32x128, {label}",
+                f"{r['sequences_per_second']:,.1f} seq/s ({r['flops_per_second'] / 1e9:,.1f} GFLOP/s)",
+                f"{r['fraction_of_matmul']:.0%} of matmul",
+            )
+        )
 
     width = max(len(r[0]) for r in rows)
     print()
@@ -325,9 +318,11 @@ def main(argv=None):
         print(f"{name:<{width}}  {value:>36}  {ratio}")
     if "ratio_ours_vs_hf" in report.get("tokenization", {}):
         tok = report["tokenization"]
-        print(f"\nours / HF: {tok['ratio_ours_vs_hf']:.2f}x (tf.function), "
-              f"{tok['ratio_ours_tf_data_vs_hf']:.2f}x (tf.data); issue target >= 5x; "
-              f"identical packed ids on {tok['parity_vs_hf']:.1%} of lines")
+        print(
+            f"\nours / HF: {tok['ratio_ours_vs_hf']:.2f}x (tf.function), "
+            f"{tok['ratio_ours_tf_data_vs_hf']:.2f}x (tf.data); issue target >= 5x; "
+            f"identical packed ids on {tok['parity_vs_hf']:.1%} of lines"
+        )
     print(f"encoder FLOPs per 32x128 batch: {enc['flops_per_batch'] / 1e9:.1f} GFLOP")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -101,8 +101,12 @@ def f1_report(gold, pred):
     from kerasbert.training import entity_metrics
 
     ours = entity_metrics.entity_scores(gold, pred)
-    return {"f1": ours["f1"], "precision": ours["precision"], "recall": ours["recall"],
-            "seqeval_f1": float(f1_score(gold, pred))}
+    return {
+        "f1": ours["f1"],
+        "precision": ours["precision"],
+        "recall": ours["recall"],
+        "seqeval_f1": float(f1_score(gold, pred)),
+    }
 
 
 def minilm_checkpoint():
@@ -134,8 +138,7 @@ def run_hf(args):
     model = BertForTokenClassification.from_pretrained(str(ckpt), num_labels=len(tag_list))
 
     def encode(sentences, with_labels):
-        enc = tok([w for w, _ in sentences], is_split_into_words=True, truncation=True,
-                  max_length=args.sequence_length)
+        enc = tok([w for w, _ in sentences], is_split_into_words=True, truncation=True, max_length=args.sequence_length)
         labels, firsts = [], []
         for i, (_, tags) in enumerate(sentences):
             word_ids, prev, row, first = enc.word_ids(i), None, [], {}
@@ -155,10 +158,11 @@ def run_hf(args):
     total = int(steps_per_epoch * args.epochs)
     no_decay = ("bias", "LayerNorm.weight")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-         "weight_decay": args.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
-         "weight_decay": 0.0},
+        {
+            "params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+            "weight_decay": args.weight_decay,
+        },
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
     ]
     opt = torch.optim.AdamW(groups, lr=args.learning_rate, eps=1e-6)
     sched = get_linear_schedule_with_warmup(opt, int(total * args.warmup_proportion), total)
@@ -170,10 +174,14 @@ def run_hf(args):
         for b in range(steps_per_epoch):
             if step >= total:
                 break
-            idx = order[b * args.batch_size:(b + 1) * args.batch_size]
-            batch = tok.pad({"input_ids": [enc["input_ids"][i] for i in idx],
-                             "attention_mask": [enc["attention_mask"][i] for i in idx]},
-                            return_tensors="pt")
+            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
+            batch = tok.pad(
+                {
+                    "input_ids": [enc["input_ids"][i] for i in idx],
+                    "attention_mask": [enc["attention_mask"][i] for i in idx],
+                },
+                return_tensors="pt",
+            )
             width = batch["input_ids"].shape[1]
             y = torch.tensor([labels[i] + [-100] * (width - len(labels[i])) for i in idx])
             loss = model(**batch, labels=y).loss
@@ -193,14 +201,17 @@ def run_hf(args):
     with torch.no_grad():
         for b in range(0, len(dev), args.batch_size):
             rows = list(range(b, min(len(dev), b + args.batch_size)))
-            batch = tok.pad({"input_ids": [enc_dev["input_ids"][i] for i in rows],
-                             "attention_mask": [enc_dev["attention_mask"][i] for i in rows]},
-                            return_tensors="pt")
+            batch = tok.pad(
+                {
+                    "input_ids": [enc_dev["input_ids"][i] for i in rows],
+                    "attention_mask": [enc_dev["attention_mask"][i] for i in rows],
+                },
+                return_tensors="pt",
+            )
             logits = model(**batch).logits.argmax(-1).numpy()
             for k, i in enumerate(rows):
                 words = dev[i][0]
-                preds.append([tag_list[logits[k, firsts[i][w]]] if w in firsts[i] else "O"
-                              for w in range(len(words))])
+                preds.append([tag_list[logits[k, firsts[i][w]]] if w in firsts[i] else "O" for w in range(len(words))])
     infer_seconds = time.perf_counter() - start
     load2 = load_average()
     gold = [tags for _, tags in dev]
@@ -239,14 +250,40 @@ def run_ours(args, work):
         write_conll_slice(dev_file, read_conll(CONLL / "eng.testa", args.max_dev_sentences))
     export_dir = Path(work) / "exports"
     command = [
-        sys.executable, "-m", "kerasbert.train", "--task", "token_classification",
-        "--train_file", str(train_file), "--dev_file", str(dev_file), "--format", "conll",
-        "--init_checkpoint", str(minilm_checkpoint()),
-        "--sequence_length", str(args.sequence_length), "--batch_size", str(args.batch_size),
-        "--epochs", str(args.epochs), "--learning_rate", str(args.learning_rate),
-        "--warmup_proportion", str(args.warmup_proportion), "--weight_decay", str(args.weight_decay),
-        "--seed", str(args.seed), "--output_dir", str(Path(work) / "run"),
-        "--export_dir", str(export_dir), "--model_name", "conll", "--quiet",
+        sys.executable,
+        "-m",
+        "kerasbert.train",
+        "--task",
+        "token_classification",
+        "--train_file",
+        str(train_file),
+        "--dev_file",
+        str(dev_file),
+        "--format",
+        "conll",
+        "--init_checkpoint",
+        str(minilm_checkpoint()),
+        "--sequence_length",
+        str(args.sequence_length),
+        "--batch_size",
+        str(args.batch_size),
+        "--epochs",
+        str(args.epochs),
+        "--learning_rate",
+        str(args.learning_rate),
+        "--warmup_proportion",
+        str(args.warmup_proportion),
+        "--weight_decay",
+        str(args.weight_decay),
+        "--seed",
+        str(args.seed),
+        "--output_dir",
+        str(Path(work) / "run"),
+        "--export_dir",
+        str(export_dir),
+        "--model_name",
+        "conll",
+        "--quiet",
     ]
     load0, start = load_average(), time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)
@@ -277,8 +314,21 @@ def serve_and_score(args, base, dev_file):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "kerasbert.serve", "--port", str(port), "--model_name", "conll",
-         "--model_base_path", str(base)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "kerasbert.serve",
+            "--port",
+            str(port),
+            "--model_name",
+            "conll",
+            "--model_base_path",
+            str(base),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         dev = read_conll(dev_file)
         texts, spans = [], []
@@ -300,14 +350,16 @@ def serve_and_score(args, base, dev_file):
             start = time.perf_counter()
             found = []
             for b in range(0, len(texts), args.batch_size):
-                found += client.entities(texts[b:b + args.batch_size])
+                found += client.entities(texts[b : b + args.batch_size])
             seconds = time.perf_counter() - start
         load = load_average()
         preds = [spans_to_tags(ents, offsets) for ents, offsets in zip(found, spans)]
         gold = [tags for _, tags in dev]
-        return {"dev_served": f1_report(gold, preds),
-                "served_sentences_per_second": round(len(texts) / seconds, 1),
-                "load_average": load}
+        return {
+            "dev_served": f1_report(gold, preds),
+            "served_sentences_per_second": round(len(texts) / seconds, 1),
+            "load_average": load,
+        }
     finally:
         server.terminate()
         server.wait(30)
@@ -352,8 +404,7 @@ def main(argv=None):
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
     for side in ("ours", "hf"):  # each in its own process
         out = tempfile.mktemp(suffix=f".{side}.json")
-        subprocess.run([sys.executable, __file__, "--side", side, "--json_out", out] + forwarded,
-                       check=True, cwd=REPO)
+        subprocess.run([sys.executable, __file__, "--side", side, "--json_out", out] + forwarded, check=True, cwd=REPO)
         sides[side] = json.loads(Path(out).read_text())
         os.unlink(out)
     cores = info["cores"]
@@ -365,8 +416,9 @@ def main(argv=None):
         "settings": {k: v for k, v in vars(args).items() if k not in ("side", "json_out")},
         "ours": sides["ours"],
         "huggingface": sides["hf"],
-        "served_minus_in_process_f1": round(sides["ours"]["dev_served"]["f1"]
-                                            - sides["ours"]["dev_in_process"]["f1"], 4),
+        "served_minus_in_process_f1": round(
+            sides["ours"]["dev_served"]["f1"] - sides["ours"]["dev_in_process"]["f1"], 4
+        ),
         "ours_minus_hf_f1": round(sides["ours"]["dev_served"]["f1"] - sides["hf"]["dev"]["f1"], 4),
     }
     RESULTS.mkdir(exist_ok=True)
@@ -375,12 +427,15 @@ def main(argv=None):
     o, h = sides["ours"], sides["hf"]
     print(f"machine: {info['cpu']} ({', '.join(info['flags'])}), {cores} cores")
     print(f"{'':24}{'F1':>8}{'train sent/s':>14}{'infer sent/s':>14}  load")
-    print(f"{'kerasbert in-process':24}{o['dev_in_process']['f1']:8.4f}{o['train_sentences_per_second']:14.1f}"
-          f"{'':>14}  {o['load_average']}{' LOADED' if o['loaded'] else ''}")
-    print(f"{'kerasbert served (gRPC)':24}{o['dev_served']['f1']:8.4f}{'':>14}"
-          f"{o['served_sentences_per_second']:14.1f}")
-    print(f"{'Hugging Face (torch)':24}{h['dev']['f1']:8.4f}{h['train_sentences_per_second']:14.1f}"
-          f"{h['inference_sentences_per_second']:14.1f}  {h['load_average']}{' LOADED' if h['loaded'] else ''}")
+    print(
+        f"{'kerasbert in-process':24}{o['dev_in_process']['f1']:8.4f}{o['train_sentences_per_second']:14.1f}"
+        f"{'':>14}  {o['load_average']}{' LOADED' if o['loaded'] else ''}"
+    )
+    print(f"{'kerasbert served (gRPC)':24}{o['dev_served']['f1']:8.4f}{'':>14}{o['served_sentences_per_second']:14.1f}")
+    print(
+        f"{'Hugging Face (torch)':24}{h['dev']['f1']:8.4f}{h['train_sentences_per_second']:14.1f}"
+        f"{h['inference_sentences_per_second']:14.1f}  {h['load_average']}{' LOADED' if h['loaded'] else ''}"
+    )
     print(f"results: {path}")
     return 0
 

@@ -58,19 +58,42 @@ def corpus_lines(out):
 
 def finetune(args, work, name, init=None):
     command = [
-        sys.executable, "-m", "kerasbert.train", "--task", "token_classification",
-        "--train_file", str(RESUME / "train.char.bmes"), "--dev_file", str(RESUME / "dev.char.bmes"),
-        "--format", "bmes", "--sequence_length", str(args.sequence_length),
-        "--batch_size", str(args.batch_size), "--epochs", str(args.epochs),
-        "--learning_rate", str(args.learning_rate), "--seed", str(args.seed),
-        "--output_dir", str(Path(work) / name), "--no_export", "--quiet",
+        sys.executable,
+        "-m",
+        "kerasbert.train",
+        "--task",
+        "token_classification",
+        "--train_file",
+        str(RESUME / "train.char.bmes"),
+        "--dev_file",
+        str(RESUME / "dev.char.bmes"),
+        "--format",
+        "bmes",
+        "--sequence_length",
+        str(args.sequence_length),
+        "--batch_size",
+        str(args.batch_size),
+        "--epochs",
+        str(args.epochs),
+        "--learning_rate",
+        str(args.learning_rate),
+        "--seed",
+        str(args.seed),
+        "--output_dir",
+        str(Path(work) / name),
+        "--no_export",
+        "--quiet",
     ]
     command += ["--init_checkpoint", str(init)] if init else ["--vocab", str(VOCAB), "--model_size", "tiny"]
     before, start = load_average(), time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)
     results = json.loads((Path(work) / name / "results.json").read_text())
-    return {"dev": results["dev_metrics"], "steps": results["steps"],
-            "seconds": round(time.perf_counter() - start, 1), "load_average": [before, load_average()]}
+    return {
+        "dev": results["dev_metrics"],
+        "steps": results["steps"],
+        "seconds": round(time.perf_counter() - start, 1),
+        "load_average": [before, load_average()],
+    }
 
 
 def main(argv=None):
@@ -93,29 +116,65 @@ def main(argv=None):
     corpus = work / "corpus.txt"
     documents, characters = corpus_lines(corpus)
     start, before = time.perf_counter(), load_average()
-    subprocess.run([
-        sys.executable, "-m", "kerasbert.train", "pretrain", "--input_files", str(corpus),
-        "--input_format", "lines", "--vocab_file", str(VOCAB), "--model_size", "tiny",
-        "--max_seq_length", str(args.sequence_length), "--num_train_steps", "1000000",
-        "--num_warmup_steps", "500", "--learning_rate", "1e-3", "--max_minutes", str(args.pretrain_minutes),
-        "--output_dir", str(work / "pretrain"), "--log_steps", "500",
-    ], check=True, cwd=REPO)
-    pretrain = {"minutes": round((time.perf_counter() - start) / 60, 1), "documents": documents,
-                "characters": characters, "load_average": [before, load_average()]}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kerasbert.train",
+            "pretrain",
+            "--input_files",
+            str(corpus),
+            "--input_format",
+            "lines",
+            "--vocab_file",
+            str(VOCAB),
+            "--model_size",
+            "tiny",
+            "--max_seq_length",
+            str(args.sequence_length),
+            "--num_train_steps",
+            "1000000",
+            "--num_warmup_steps",
+            "500",
+            "--learning_rate",
+            "1e-3",
+            "--max_minutes",
+            str(args.pretrain_minutes),
+            "--output_dir",
+            str(work / "pretrain"),
+            "--log_steps",
+            "500",
+        ],
+        check=True,
+        cwd=REPO,
+    )
+    pretrain = {
+        "minutes": round((time.perf_counter() - start) / 60, 1),
+        "documents": documents,
+        "characters": characters,
+        "load_average": [before, load_average()],
+    }
     summary_file = work / "pretrain" / "pretraining_summary.json"
     if summary_file.exists():
         pretrain["summary"] = json.loads(summary_file.read_text())
     pretrained = finetune(args, work, "pretrained", init=work / "pretrain" / "pretrained")
     for arm in (scratch, pretrained):
         arm["loaded"] = loaded(*arm["load_average"], info["cores"])
-    result = {"machine": info, "settings": vars(args), "from_scratch": scratch,
-              "pretraining": pretrain, "after_pretraining": pretrained,
-              "f1_difference": round(pretrained["dev"]["f1"] - scratch["dev"]["f1"], 4)}
+    result = {
+        "machine": info,
+        "settings": vars(args),
+        "from_scratch": scratch,
+        "pretraining": pretrain,
+        "after_pretraining": pretrained,
+        "f1_difference": round(pretrained["dev"]["f1"] - scratch["dev"]["f1"], 4),
+    }
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"ner_resume{('_' + args.tag) if args.tag else ''}.json"
     path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    print(f"Resume dev F1: from scratch {scratch['dev']['f1']:.4f}, after {pretrain['minutes']} min "
-          f"pretraining {pretrained['dev']['f1']:.4f}; results: {path}")
+    print(
+        f"Resume dev F1: from scratch {scratch['dev']['f1']:.4f}, after {pretrain['minutes']} min "
+        f"pretraining {pretrained['dev']['f1']:.4f}; results: {path}"
+    )
     return 0
 
 

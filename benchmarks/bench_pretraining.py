@@ -193,24 +193,30 @@ def sst2_labelled(args):
     """(train texts, train labels, dev texts, dev labels) of the comparison:
     the first `--sst2_examples` training rows and the whole dev set."""
     train, dev = sst2_split("train"), sst2_split("dev")
-    return (train.texts[: args.sst2_examples],
-            np.array([int(v) for v in train.labels[: args.sst2_examples]]),
-            dev.texts, np.array([int(v) for v in dev.labels]))
+    return (
+        train.texts[: args.sst2_examples],
+        np.array([int(v) for v in train.labels[: args.sst2_examples]]),
+        dev.texts,
+        np.array([int(v) for v in dev.labels]),
+    )
 
 
-def logistic_regression_accuracy(x_train, y_train, x_dev, y_dev, epochs, batch_size,
-                                 l2=None, seed=None):
+def logistic_regression_accuracy(x_train, y_train, x_dev, y_dev, epochs, batch_size, l2=None, seed=None):
     """Dev accuracy of a 2-class logistic regression (Adam 1e-2) on fixed
     features; `l2` adds weight regularisation, `seed` reseeds Keras first."""
     import keras
 
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((x_train.shape[1],)), keras.layers.Dense(
-        2, kernel_regularizer=keras.regularizers.l2(l2) if l2 else None)])
-    model.compile(keras.optimizers.Adam(1e-2),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input((x_train.shape[1],)),
+            keras.layers.Dense(2, kernel_regularizer=keras.regularizers.l2(l2) if l2 else None),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
     model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
     return float(model.evaluate(x_dev, y_dev, verbose=0)[1])
 
@@ -238,7 +244,7 @@ def sst2_unlabelled_documents(skip, per_document):
     (their labels are not used)."""
     rows = sst2_split("train").texts[skip:]
     rows = [r.strip() for r in rows if r.strip()]
-    return [rows[i:i + per_document] for i in range(0, len(rows), per_document)]
+    return [rows[i : i + per_document] for i in range(0, len(rows), per_document)]
 
 
 def frozen_features_sst2(pretrained, args, epochs=30):
@@ -260,10 +266,12 @@ def frozen_features_sst2(pretrained, args, epochs=30):
 
     def features(encoder, texts):
         embed = build_embedding_model(encoder, "mean")
-        return np.concatenate([
-            embed(preprocessor(tf.constant(texts[i:i + 256])), training=False)["embeddings"].numpy()
-            for i in range(0, len(texts), 256)
-        ])
+        return np.concatenate(
+            [
+                embed(preprocessor(tf.constant(texts[i : i + 256])), training=False)["embeddings"].numpy()
+                for i in range(0, len(texts), 256)
+            ]
+        )
 
     train_texts, y_train, dev_texts, y_dev = sst2_labelled(args)
     results = {}
@@ -271,9 +279,9 @@ def frozen_features_sst2(pretrained, args, epochs=30):
         x_train, x_dev = features(encoder, train_texts), features(encoder, dev_texts)
         mean, std = x_train.mean(0), x_train.std(0) + 1e-6
         results[arm] = logistic_regression_accuracy(
-            (x_train - mean) / std, y_train, (x_dev - mean) / std, y_dev, epochs, 256)
-        print(f"SST-2 linear probe on frozen {arm} features: dev accuracy {results[arm]:.4f}",
-              flush=True)
+            (x_train - mean) / std, y_train, (x_dev - mean) / std, y_dev, epochs, 256
+        )
+        print(f"SST-2 linear probe on frozen {arm} features: dev accuracy {results[arm]:.4f}", flush=True)
     return results
 
 
@@ -295,19 +303,16 @@ def bag_of_words_sst2(vocab, args, l2_grid=(1e-4, 1e-3), epochs=10):
     def features(texts):
         x = preprocessor(tf.constant(texts))
         ids = tf.ragged.boolean_mask(x["token_ids"], x["padding_mask"])
-        return tf.cast(tf.math.bincount(ids, minlength=size, maxlength=size, axis=-1) > 0,
-                       "float32").numpy()
+        return tf.cast(tf.math.bincount(ids, minlength=size, maxlength=size, axis=-1) > 0, "float32").numpy()
 
     train_texts, y_train, dev_texts, y_dev = sst2_labelled(args)
     x_train, x_dev = features(train_texts), features(dev_texts)
     by_l2 = {
-        f"{l2:g}": logistic_regression_accuracy(
-            x_train, y_train, x_dev, y_dev, epochs, 64, l2=l2, seed=0)
+        f"{l2:g}": logistic_regression_accuracy(x_train, y_train, x_dev, y_dev, epochs, 64, l2=l2, seed=0)
         for l2 in l2_grid
     }
     best = max(by_l2, key=by_l2.get)
-    print(f"SST-2 bag-of-words logistic regression: dev accuracy {by_l2[best]:.4f} "
-          f"(l2 {best})", flush=True)
+    print(f"SST-2 bag-of-words logistic regression: dev accuracy {by_l2[best]:.4f} (l2 {best})", flush=True)
     return {"accuracy": by_l2[best], "best_l2": float(best), "by_l2": by_l2}
 
 
@@ -322,10 +327,22 @@ def finetune_sst2(pretrained, vocab, out, args):
     from kerasbert.training import finetune
 
     common = [
-        "--train_file", SST2 / "train.tsv", "--dev_file", SST2 / "dev.tsv",
-        "--max_train_examples", args.sst2_examples, "--epochs", args.sst2_epochs,
-        "--batch_size", 32, "--sequence_length", args.max_seq_length, "--model_size", "tiny",
-        "--no_export", "--quiet",
+        "--train_file",
+        SST2 / "train.tsv",
+        "--dev_file",
+        SST2 / "dev.tsv",
+        "--max_train_examples",
+        args.sst2_examples,
+        "--epochs",
+        args.sst2_epochs,
+        "--batch_size",
+        32,
+        "--sequence_length",
+        args.max_seq_length,
+        "--model_size",
+        "tiny",
+        "--no_export",
+        "--quiet",
     ]
     arms = {"pretrained": ["--init_checkpoint", pretrained], "random_init": ["--vocab", vocab]}
     results = {}
@@ -334,10 +351,18 @@ def finetune_sst2(pretrained, vocab, out, args):
         for lr in args.sst2_lrs:
             by_seed = {}
             for seed in args.sst2_seeds:
-                argv = common + extra + [
-                    "--learning_rate", lr, "--seed", seed,
-                    "--output_dir", run_dir(out, arm, lr, seed),
-                ]
+                argv = (
+                    common
+                    + extra
+                    + [
+                        "--learning_rate",
+                        lr,
+                        "--seed",
+                        seed,
+                        "--output_dir",
+                        run_dir(out, arm, lr, seed),
+                    ]
+                )
                 start = time.perf_counter()
                 r = finetune.run(finetune.build_parser().parse_args([str(a) for a in argv]))
                 by_seed[str(seed)] = {k: float(v) for k, v in r["dev_metrics"].items()}
@@ -374,7 +399,7 @@ def mcnemar_exact_p(b, c):
     Binomial(b + c, 1/2)."""
     n = b + c
     tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
-    return min(1.0, 2 * tail / 2 ** n) if n else 1.0
+    return min(1.0, 2 * tail / 2**n) if n else 1.0
 
 
 def paired_sst2(sst2_dir, pretrained, vocab_path, learning_rates, args, resamples=10000):
@@ -399,8 +424,10 @@ def paired_sst2(sst2_dir, pretrained, vocab_path, learning_rates, args, resample
     from kerasbert.modeling.checkpoints import load_checkpoint
     from kerasbert.preprocessing import BertPreprocessor
 
-    weights = {arm: [run_dir(sst2_dir, arm, learning_rates[arm], seed) / "model.weights.h5"
-                     for seed in args.sst2_seeds] for arm in ("pretrained", "random_init")}
+    weights = {
+        arm: [run_dir(sst2_dir, arm, learning_rates[arm], seed) / "model.weights.h5" for seed in args.sst2_seeds]
+        for arm in ("pretrained", "random_init")
+    }
     missing = [str(w.parent.name) for paths in weights.values() for w in paths if not w.is_file()]
     if missing:
         raise FileNotFoundError(f"no model.weights.h5 in {sst2_dir} for {', '.join(missing)}")
@@ -410,11 +437,14 @@ def paired_sst2(sst2_dir, pretrained, vocab_path, learning_rates, args, resample
     y_dev = np.array([int(v) for v in dev.labels])
     encoders = {
         "pretrained": lambda: load_checkpoint(pretrained).backbone,
-        "random_init": lambda: build_encoder("tiny", preprocessor.vocabulary_size,
-                                             max_sequence_length=max(512, args.max_seq_length)),
+        "random_init": lambda: build_encoder(
+            "tiny", preprocessor.vocabulary_size, max_sequence_length=max(512, args.max_seq_length)
+        ),
     }
-    correct = {arm: np.stack([dev_correct(w, encoders[arm](), dev_features, y_dev) for w in paths])
-               for arm, paths in weights.items()}
+    correct = {
+        arm: np.stack([dev_correct(w, encoders[arm](), dev_features, y_dev) for w in paths])
+        for arm, paths in weights.items()
+    }
     by_seed = {}
     for i, seed in enumerate(args.sst2_seeds):
         only_pretrained = int(np.sum(correct["pretrained"][i] & ~correct["random_init"][i]))
@@ -437,8 +467,11 @@ def paired_sst2(sst2_dir, pretrained, vocab_path, learning_rates, args, resample
         "seeds_pretrained_ahead": sum(v["accuracy_difference"] > 0 for v in by_seed.values()),
         "by_seed": by_seed,
     }
-    print(f"SST-2 paired: pretrained - random init = {difference.mean():+.4f} "
-          f"(95% bootstrap interval {low:+.4f} .. {high:+.4f})", flush=True)
+    print(
+        f"SST-2 paired: pretrained - random init = {difference.mean():+.4f} "
+        f"(95% bootstrap interval {low:+.4f} .. {high:+.4f})",
+        flush=True,
+    )
     return result
 
 
@@ -447,8 +480,12 @@ def evaluate_sst2(pretrained, vocab_path, out, args):
     and the bag-of-words reference."""
     sst2 = finetune_sst2(pretrained, vocab_path, out / "sst2", args)
     sst2["paired"] = paired_sst2(
-        out / "sst2", pretrained, vocab_path,
-        {arm: sst2[arm]["best_learning_rate"] for arm in ("pretrained", "random_init")}, args)
+        out / "sst2",
+        pretrained,
+        vocab_path,
+        {arm: sst2[arm]["best_learning_rate"] for arm in ("pretrained", "random_init")},
+        args,
+    )
     sst2["linear_probe_on_frozen_features"] = frozen_features_sst2(pretrained, args)
     sst2["bag_of_words_logistic_regression"] = bag_of_words_sst2(vocab_path, args)
     return {
@@ -472,8 +509,7 @@ def sst2_only(args):
         sys.exit(f"missing {SST2} (needs ../shared beside the repo)")
     checkpoint = load_checkpoint(args.pretrained)
     if checkpoint.backbone.num_layers != 2 or checkpoint.backbone.hidden_dim != 128:
-        sys.exit(f"--pretrained {args.pretrained}: not a tiny (2 x 128) encoder; the "
-                 "random-init arm is tiny")
+        sys.exit(f"--pretrained {args.pretrained}: not a tiny (2 x 128) encoder; the random-init arm is tiny")
     out = Path(args.output_dir or tempfile.mkdtemp(prefix="bench_pretraining_sst2_"))
     results = {
         "pretrained": str(args.pretrained),
@@ -495,12 +531,16 @@ def rescore(args, parser):
     pretrained = args.pretrained or str(Path(args.rescore) / "pretrained")
     sst2_dir = Path(args.rescore) / "sst2"
     try:
-        paired = paired_sst2(sst2_dir, pretrained, load_checkpoint(pretrained).vocabulary_path,
-                             dict.fromkeys(("pretrained", "random_init"), args.sst2_lrs[0]), args)
+        paired = paired_sst2(
+            sst2_dir,
+            pretrained,
+            load_checkpoint(pretrained).vocabulary_path,
+            dict.fromkeys(("pretrained", "random_init"), args.sst2_lrs[0]),
+            args,
+        )
     except FileNotFoundError as e:
         parser.error(f"--rescore {args.rescore}: {e} (check --sst2_lrs and --sst2_seeds)")
-    results = {"sst2_dir": str(sst2_dir), "pretrained": pretrained, "command": command_line(),
-               "paired": paired}
+    results = {"sst2_dir": str(sst2_dir), "pretrained": pretrained, "command": command_line(), "paired": paired}
     print(f"wrote {write_results(results_stem('pretraining_sst2_paired', args), results)}")
 
 
@@ -508,45 +548,63 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=15, help="training budget (<= 20)")
     p.add_argument("--corpus", default=str(SHARED / "data" / "wikitext2_raw" / "wiki.test.raw.lines.txt"))
-    p.add_argument("--vocab_size", type=int, default=8000,
-                   help="WordPiece vocabulary learned from the training articles")
-    p.add_argument("--vocab", default=None,
-                   help="use this vocab.txt instead of learning one (e.g. bert-base-uncased)")
-    p.add_argument("--batch_size", type=int, default=32,
-                   help="small batches: more updates in the budget at the same sequences/s")
+    p.add_argument(
+        "--vocab_size", type=int, default=8000, help="WordPiece vocabulary learned from the training articles"
+    )
+    p.add_argument("--vocab", default=None, help="use this vocab.txt instead of learning one (e.g. bert-base-uncased)")
+    p.add_argument(
+        "--batch_size", type=int, default=32, help="small batches: more updates in the budget at the same sequences/s"
+    )
     p.add_argument("--max_seq_length", type=int, default=64)
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--warmup_fraction", type=float, default=0.06)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--masked_lm_prob", type=float, default=0.15)
-    p.add_argument("--dupe_factor", type=int, default=5,
-                   help="pairings of the corpus per epoch (masks are fresh every epoch)")
-    p.add_argument("--seed", type=int, default=12345,
-                   help="pretraining seed: initialisation, pairing, masking, dropout (the "
-                        "pretrain default)")
-    p.add_argument("--tag", default="",
-                   help="suffix of the results files, to keep several runs side by side")
+    p.add_argument(
+        "--dupe_factor", type=int, default=5, help="pairings of the corpus per epoch (masks are fresh every epoch)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=12345,
+        help="pretraining seed: initialisation, pairing, masking, dropout (the pretrain default)",
+    )
+    p.add_argument("--tag", default="", help="suffix of the results files, to keep several runs side by side")
     p.add_argument("--output_dir", default=None, help="default: a temporary folder")
     p.add_argument("--finetune_sst2", action="store_true")
     p.add_argument("--sst2_examples", type=int, default=8000)
     p.add_argument("--sst2_epochs", type=float, default=3)
     p.add_argument("--sst2_lrs", type=float, nargs="+", default=[3e-4, 1e-3])
     p.add_argument("--sst2_seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--sst2_unlabelled", action="store_true",
-                   help="also pretrain on the text of the SST-2 training rows outside the "
-                        "labelled subset (see the module docstring)")
-    p.add_argument("--sst2_unlabelled_from", type=int, default=None,
-                   help="first SST-2 training row whose text --sst2_unlabelled adds (default: "
-                        "--sst2_examples); e.g. 8000 to pretrain as the 8,000-label runs did "
-                        "and then fine-tune on all 67,349 labels")
+    p.add_argument(
+        "--sst2_unlabelled",
+        action="store_true",
+        help="also pretrain on the text of the SST-2 training rows outside the "
+        "labelled subset (see the module docstring)",
+    )
+    p.add_argument(
+        "--sst2_unlabelled_from",
+        type=int,
+        default=None,
+        help="first SST-2 training row whose text --sst2_unlabelled adds (default: "
+        "--sst2_examples); e.g. 8000 to pretrain as the 8,000-label runs did "
+        "and then fine-tune on all 67,349 labels",
+    )
     p.add_argument("--sst2_phrases_per_document", type=int, default=8)
-    p.add_argument("--pretrained", default=None,
-                   help="skip pretraining: run the SST-2 comparison (implies --finetune_sst2) "
-                        "for this earlier run's <output_dir>/pretrained")
-    p.add_argument("--rescore", default=None, metavar="OUTPUT_DIR",
-                   help="only the paired dev comparison, from the fine-tuned weights an earlier "
-                        "run left in OUTPUT_DIR/sst2 (its encoder: --pretrained, default "
-                        "OUTPUT_DIR/pretrained; one --sst2_lrs value; its --sst2_seeds)")
+    p.add_argument(
+        "--pretrained",
+        default=None,
+        help="skip pretraining: run the SST-2 comparison (implies --finetune_sst2) "
+        "for this earlier run's <output_dir>/pretrained",
+    )
+    p.add_argument(
+        "--rescore",
+        default=None,
+        metavar="OUTPUT_DIR",
+        help="only the paired dev comparison, from the fine-tuned weights an earlier "
+        "run left in OUTPUT_DIR/sst2 (its encoder: --pretrained, default "
+        "OUTPUT_DIR/pretrained; one --sst2_lrs value; its --sst2_seeds)",
+    )
     args = p.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.rescore:
@@ -570,8 +628,10 @@ def main():
     if args.sst2_unlabelled:
         first = args.sst2_examples if args.sst2_unlabelled_from is None else args.sst2_unlabelled_from
         extra = sst2_unlabelled_documents(first, args.sst2_phrases_per_document)
-        corpus_name += (f"; plus the text of SST-2 train rows {first}+ "
-                        f"({sum(map(len, extra))} phrases, {len(extra)} pseudo-documents)")
+        corpus_name += (
+            f"; plus the text of SST-2 train rows {first}+ "
+            f"({sum(map(len, extra))} phrases, {len(extra)} pseudo-documents)"
+        )
         train_articles = train_articles + extra
         stem = "pretraining_sst2_unlabelled"
     stem = results_stem(stem, args)
@@ -583,33 +643,61 @@ def main():
     else:
         vocab_path = str(out / "vocab.txt")
         vocab_lib.write_vocabulary(
-            vocab_lib.learn_vocabulary(
-                texts=[s for a in train_articles for s in a], vocab_size=args.vocab_size
-            ),
+            vocab_lib.learn_vocabulary(texts=[s for a in train_articles for s in a], vocab_size=args.vocab_size),
             vocab_path,
         )
     vocab_seconds = time.perf_counter() - start
     vocabulary = load_vocabulary(vocab_path)
     vocabulary_size = len(vocabulary)
     heldout_unk = vocab_lib.unk_rate(vocabulary, [s for a in heldout_articles for s in a])
-    print(f"{len(train_articles)} training / {len(heldout_articles)} held-out articles; "
-          f"vocabulary {vocabulary_size} ({vocab_seconds:.0f}s), held-out [UNK] rate "
-          f"{heldout_unk:.4f}", flush=True)
+    print(
+        f"{len(train_articles)} training / {len(heldout_articles)} held-out articles; "
+        f"vocabulary {vocabulary_size} ({vocab_seconds:.0f}s), held-out [UNK] rate "
+        f"{heldout_unk:.4f}",
+        flush=True,
+    )
 
     matmul_rate = matmul_flops_per_second()
     print(f"float32 matmul: {matmul_rate / 1e9:.1f} GFLOP/s", flush=True)
 
     def flags(steps, output_dir):
-        return pretrain.build_parser().parse_args([str(a) for a in [
-            "--input_files", train_file, "--vocab_file", vocab_path,
-            "--output_dir", output_dir, "--input_format", "bert",
-            "--max_seq_length", args.max_seq_length, "--train_batch_size", args.batch_size,
-            "--num_train_steps", steps,
-            "--num_warmup_steps", max(1, int(steps * args.warmup_fraction)),
-            "--learning_rate", args.learning_rate, "--dupe_factor", args.dupe_factor,
-            "--dropout", args.dropout, "--masked_lm_prob", args.masked_lm_prob,
-            "--save_checkpoints_steps", 100000, "--log_steps", 250, "--seed", args.seed,
-        ]])
+        return pretrain.build_parser().parse_args(
+            [
+                str(a)
+                for a in [
+                    "--input_files",
+                    train_file,
+                    "--vocab_file",
+                    vocab_path,
+                    "--output_dir",
+                    output_dir,
+                    "--input_format",
+                    "bert",
+                    "--max_seq_length",
+                    args.max_seq_length,
+                    "--train_batch_size",
+                    args.batch_size,
+                    "--num_train_steps",
+                    steps,
+                    "--num_warmup_steps",
+                    max(1, int(steps * args.warmup_fraction)),
+                    "--learning_rate",
+                    args.learning_rate,
+                    "--dupe_factor",
+                    args.dupe_factor,
+                    "--dropout",
+                    args.dropout,
+                    "--masked_lm_prob",
+                    args.masked_lm_prob,
+                    "--save_checkpoints_steps",
+                    100000,
+                    "--log_steps",
+                    250,
+                    "--seed",
+                    args.seed,
+                ]
+            ]
+        )
 
     def trainer_for(steps, output_dir, verbose):
         a = flags(steps, output_dir)
@@ -647,32 +735,44 @@ def main():
     nsp_majority = max(np.mean(nsp), 1 - np.mean(nsp))
 
     per_sequence = training_flops_per_sequence(
-        "tiny", vocabulary_size, args.max_seq_length,
+        "tiny",
+        vocabulary_size,
+        args.max_seq_length,
         pretrain.data.default_max_predictions(args.max_seq_length, args.masked_lm_prob),
     )
     # Steady state: from step 10 on (the first steps include XLA compiles).
     sequences_per_second = (len(curve) - 10) * args.batch_size / (curve[-1][4] - curve[9][4])
     results = {
         "machine": {
-            "cpus": os.cpu_count(), "matmul_gflops": matmul_rate / 1e9,
+            "cpus": os.cpu_count(),
+            "matmul_gflops": matmul_rate / 1e9,
             "load_average_1_5_15min_at_start": [round(x, 2) for x in load_start],
             "load_average_1_5_15min_after_pretraining": [round(x, 2) for x in os.getloadavg()],
         },
         "setup": {
             "model": "tiny (2 layers, hidden 128)",
-            "vocabulary": (f"{vocabulary_size} WordPiece learned from the pretraining corpus"
-                           if not args.vocab else f"{vocabulary_size} from {args.vocab}"),
+            "vocabulary": (
+                f"{vocabulary_size} WordPiece learned from the pretraining corpus"
+                if not args.vocab
+                else f"{vocabulary_size} from {args.vocab}"
+            ),
             "vocabulary_seconds": round(vocab_seconds, 1),
             "heldout_unk_rate": heldout_unk,
             "corpus": corpus_name,
             "train_instances_per_epoch": train_instances,
             "epochs": round(history["steps"] * args.batch_size / train_instances, 2),
-            "max_seq_length": args.max_seq_length, "global_batch": args.batch_size,
-            "learning_rate": args.learning_rate, "warmup_fraction": args.warmup_fraction,
-            "masked_lm_prob": args.masked_lm_prob, "dropout": args.dropout,
+            "max_seq_length": args.max_seq_length,
+            "global_batch": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "warmup_fraction": args.warmup_fraction,
+            "masked_lm_prob": args.masked_lm_prob,
+            "dropout": args.dropout,
             "command": command_line(),
-            "dupe_factor": args.dupe_factor, "seed": args.seed, "steps": history["steps"],
-            "minutes": round(history["seconds"] / 60, 2), "jit_compile": True,
+            "dupe_factor": args.dupe_factor,
+            "seed": args.seed,
+            "steps": history["steps"],
+            "minutes": round(history["seconds"] / 60, 2),
+            "jit_compile": True,
         },
         "throughput": {
             "sequences_per_second": sequences_per_second,
@@ -685,22 +785,29 @@ def main():
             "mlm_unigram_baseline": unigram,
             "mlm_baseline_token": vocabulary[int(counts.argmax())],
             "nsp_accuracy": evaluation["nsp_accuracy"],
-            "nsp_chance": 0.5, "nsp_majority_baseline": nsp_majority,
-            "mlm_loss": evaluation["mlm_loss"], "nsp_loss": evaluation["nsp_loss"],
-            "sequences": evaluation["sequences"], "predictions": evaluation["predictions"],
+            "nsp_chance": 0.5,
+            "nsp_majority_baseline": nsp_majority,
+            "mlm_loss": evaluation["mlm_loss"],
+            "nsp_loss": evaluation["nsp_loss"],
+            "sequences": evaluation["sequences"],
+            "predictions": evaluation["predictions"],
         },
     }
     print(json.dumps(results, indent=2), flush=True)
     window = max(1, min(25, len(curve) // 10))
     steps_, losses, accs = [], [], []
     for i in range(window, len(curve) + 1, max(1, len(curve) // 300)):
-        chunk = curve[i - window:i]
+        chunk = curve[i - window : i]
         steps_.append(chunk[-1][0])
         losses.append(float(np.mean([c[1] for c in chunk])))
         accs.append(float(np.mean([c[2] for c in chunk])))
     loss_curve_png(
-        RESULTS / f"{stem}_loss.png", steps_, losses, accs,
-        f"BERT-tiny pretraining on WikiText-2 articles{' + SST-2 text' if args.sst2_unlabelled else ''}, {history['steps']} steps x "
+        RESULTS / f"{stem}_loss.png",
+        steps_,
+        losses,
+        accs,
+        f"BERT-tiny pretraining on WikiText-2 articles{' + SST-2 text' if args.sst2_unlabelled else ''}, "
+        f"{history['steps']} steps x "
         f"{args.batch_size} seqs of {args.max_seq_length}, {results['setup']['minutes']} min "
         f"on {os.cpu_count()} CPU cores; held-out MLM acc {evaluation['mlm_accuracy']:.3f} "
         f"(unigram {unigram:.3f})",
@@ -708,9 +815,7 @@ def main():
     pretrained = trainer.save_pretrained(str(out / "pretrained"))
     if args.finetune_sst2:
         results.update(evaluate_sst2(pretrained, vocab_path, out, args))
-        results["machine"]["load_average_1_5_15min_at_end"] = [
-            round(x, 2) for x in os.getloadavg()
-        ]
+        results["machine"]["load_average_1_5_15min_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(f"wrote {write_results(stem, results)} and {RESULTS / (stem + '_loss.png')}")
 
 

@@ -42,9 +42,7 @@ def main(argv=None):
     if argv and not argv[0].startswith("-"):
         name = argv.pop(0)
         if name not in SUBCOMMANDS:
-            raise cli.UsageError(
-                f"unknown subcommand {name!r}; choose one of {', '.join(SUBCOMMANDS)}"
-            )
+            raise cli.UsageError(f"unknown subcommand {name!r}; choose one of {', '.join(SUBCOMMANDS)}")
     module = importlib.import_module(SUBCOMMANDS[name][0])
     parser = module.build_parser(prog=f"python -m kerasbert.train {name}")
     return module.main(parser.parse_args(argv))

@@ -80,12 +80,29 @@ def trained_export(tmp_path_factory):
     dev = write_polarity_task(root / "dev.tsv", 100, seed=2)
     results = run_finetune(
         [
-            "--train_file", train, "--dev_file", dev,
-            "--vocab", REPO / "kerasbert" / "data" / "sample" / "vocab.txt",
-            "--epochs", 4, "--batch_size", 32, "--sequence_length", 16,
-            "--learning_rate", 1e-3, "--dropout", 0.0,
-            "--output_dir", root / "run", "--export_dir", root / "exports",
-            "--model_name", "sentiment", "--quiet",
+            "--train_file",
+            train,
+            "--dev_file",
+            dev,
+            "--vocab",
+            REPO / "kerasbert" / "data" / "sample" / "vocab.txt",
+            "--epochs",
+            4,
+            "--batch_size",
+            32,
+            "--sequence_length",
+            16,
+            "--learning_rate",
+            1e-3,
+            "--dropout",
+            0.0,
+            "--output_dir",
+            root / "run",
+            "--export_dir",
+            root / "exports",
+            "--model_name",
+            "sentiment",
+            "--quiet",
         ]
     )
     return {

@@ -18,30 +18,44 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasbert.modeling.checkpoints import HEAD_KEYS
-from kerasbert.modeling.checkpoints import assign_mlm_head
-from kerasbert.modeling.checkpoints import assign_nsp_head
-from kerasbert.modeling.checkpoints import detect_format
-from kerasbert.modeling.checkpoints import load_checkpoint
-from kerasbert.modeling.checkpoints import read_hf_weights
-from kerasbert.modeling.checkpoints import read_safetensors
-from kerasbert.modeling.gelu_backbone import GeluBertBackbone
-from kerasbert.modeling.gelu_backbone import set_hidden_activation
+from kerasbert.modeling.checkpoints import (
+    HEAD_KEYS,
+    assign_mlm_head,
+    assign_nsp_head,
+    detect_format,
+    load_checkpoint,
+    read_hf_weights,
+    read_safetensors,
+)
+from kerasbert.modeling.gelu_backbone import GeluBertBackbone, set_hidden_activation
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SST2_DEV = SHARED / "data" / "glue_sst2" / "dev.tsv"
 MINILM_TOOL = SHARED / "tools" / "minilm-checkpoint"
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
-    "the", "quick", "brown", "fox", "jump", "##s", "over", "lazy", "dog", ".",
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jump",
+    "##s",
+    "over",
+    "lazy",
+    "dog",
+    ".",
 ]
 TINY = dict(hidden=8, layers=2, heads=2, intermediate=16, max_positions=16)
 
 # The seven encoder sub-layers of a block with weights: Google TF1 path ->
 # Hugging Face path (kernels are [in, out] in TF1, [out, in] in HF).
 _DENSES = (
-    "attention/self/query", "attention/self/key", "attention/self/value",
-    "attention/output/dense", "intermediate/dense", "output/dense",
+    "attention/self/query",
+    "attention/self/key",
+    "attention/self/value",
+    "attention/output/dense",
+    "intermediate/dense",
+    "output/dense",
 )
 _LAYER_NORMS = ("attention/output/LayerNorm", "output/LayerNorm")
 
@@ -117,8 +131,11 @@ def write_safetensors(path, arrays):
     header, chunks, offset = {"__metadata__": {"format": "pt"}}, [], 0
     for name, array in arrays.items():
         raw = np.ascontiguousarray(array).tobytes()
-        header[name] = {"dtype": codes[array.dtype.name], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
+        header[name] = {
+            "dtype": codes[array.dtype.name],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
         chunks.append(raw)
         offset += len(raw)
     blob = json.dumps(header).encode()
@@ -157,15 +174,17 @@ def google_tf1_variables(w, num_layers):
             v[f"bert/encoder/layer_{i}/{sub}/gamma"] = w[hf + ".weight"]
             v[f"bert/encoder/layer_{i}/{sub}/beta"] = w[hf + ".bias"]
     if "cls.predictions.bias" in w:
-        v.update({
-            "cls/predictions/transform/dense/kernel": w["cls.predictions.transform.dense.weight"].T,
-            "cls/predictions/transform/dense/bias": w["cls.predictions.transform.dense.bias"],
-            "cls/predictions/transform/LayerNorm/gamma": w["cls.predictions.transform.LayerNorm.weight"],
-            "cls/predictions/transform/LayerNorm/beta": w["cls.predictions.transform.LayerNorm.bias"],
-            "cls/predictions/output_bias": w["cls.predictions.bias"],
-            "cls/seq_relationship/output_weights": w["cls.seq_relationship.weight"],  # [2, hidden]
-            "cls/seq_relationship/output_bias": w["cls.seq_relationship.bias"],
-        })
+        v.update(
+            {
+                "cls/predictions/transform/dense/kernel": w["cls.predictions.transform.dense.weight"].T,
+                "cls/predictions/transform/dense/bias": w["cls.predictions.transform.dense.bias"],
+                "cls/predictions/transform/LayerNorm/gamma": w["cls.predictions.transform.LayerNorm.weight"],
+                "cls/predictions/transform/LayerNorm/beta": w["cls.predictions.transform.LayerNorm.bias"],
+                "cls/predictions/output_bias": w["cls.predictions.bias"],
+                "cls/seq_relationship/output_weights": w["cls.seq_relationship.weight"],  # [2, hidden]
+                "cls/seq_relationship/output_bias": w["cls.seq_relationship.bias"],
+            }
+        )
     return v
 
 
@@ -174,8 +193,7 @@ def write_google_tf1(folder, weights, config, vocab=VOCAB):
     folder.mkdir(parents=True, exist_ok=True)
     variables = google_tf1_variables(weights, config["num_hidden_layers"])
     # Optimizer slots and the step counter, as in Google's released files.
-    variables["bert/embeddings/word_embeddings/adam_m"] = np.zeros_like(
-        variables["bert/embeddings/word_embeddings"])
+    variables["bert/embeddings/word_embeddings/adam_m"] = np.zeros_like(variables["bert/embeddings/word_embeddings"])
     variables["global_step"] = np.array(1000000, np.int64)
     names = sorted(variables)
     tf.raw_ops.SaveV2(
@@ -238,12 +256,13 @@ def test_hf_tf1_and_no_prefix_folders_load_the_same_model(tmp_path, tiny_weights
     # Weights really came from the files (spot checks with layout changes).
     bb = a.backbone
     np.testing.assert_array_equal(
-        np.asarray(bb.token_embedding.embeddings), tiny_weights["embeddings.word_embeddings.weight"])
-    np.testing.assert_array_equal(
-        np.asarray(bb.pooled_dense.kernel), tiny_weights["pooler.dense.weight"].T)
+        np.asarray(bb.token_embedding.embeddings), tiny_weights["embeddings.word_embeddings.weight"]
+    )
+    np.testing.assert_array_equal(np.asarray(bb.pooled_dense.kernel), tiny_weights["pooler.dense.weight"].T)
     np.testing.assert_array_equal(
         np.asarray(bb.transformer_layers[1]._feedforward_output_dense.kernel),
-        tiny_weights["encoder.layer.1.output.dense.weight"].T)
+        tiny_weights["encoder.layer.1.output.dense.weight"].T,
+    )
     q = np.asarray(bb.transformer_layers[0]._self_attention_layer.query_dense.kernel)
     np.testing.assert_array_equal(q.reshape(8, 8), tiny_weights["encoder.layer.0.attention.self.query.weight"].T)
 
@@ -253,8 +272,7 @@ def test_hf_tf1_and_no_prefix_folders_load_the_same_model(tmp_path, tiny_weights
         np.testing.assert_array_equal(a.heads[key], c.heads[key], err_msg=key)
     assert a.heads["nsp_kernel"].shape == (8, 2)
     np.testing.assert_array_equal(a.heads["nsp_kernel"], tiny_weights["cls.seq_relationship.weight"].T)
-    np.testing.assert_array_equal(
-        a.heads["mlm_dense_kernel"], tiny_weights["cls.predictions.transform.dense.weight"].T)
+    np.testing.assert_array_equal(a.heads["mlm_dense_kernel"], tiny_weights["cls.predictions.transform.dense.weight"].T)
 
     inputs = tiny_inputs()
     seq_a, pooled_a = run(a.backbone, inputs)
@@ -274,16 +292,16 @@ def test_google_tf1_gelu_defaults_to_tanh_approximation(tmp_path, tiny_weights):
     assert masked_max_diff(seq_erf, seq_tanh, inputs["padding_mask"]) > 1e-4
     # Same weights in stock keras-hub BertBackbone (tanh GELU) give the TF1 numbers.
     stock = keras_hub.models.BertBackbone(
-        vocabulary_size=len(VOCAB), num_layers=2, num_heads=2, hidden_dim=8,
-        intermediate_dim=16, max_sequence_length=16)
+        vocabulary_size=len(VOCAB), num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16
+    )
     stock.set_weights(hf.backbone.get_weights())
     np.testing.assert_allclose(run(stock, inputs)[0], seq_tanh, atol=1e-6)
 
 
 def test_keras_hub_preset_folder(tmp_path):
     bb = keras_hub.models.BertBackbone(
-        vocabulary_size=len(VOCAB), num_layers=1, num_heads=2, hidden_dim=8,
-        intermediate_dim=16, max_sequence_length=16)
+        vocabulary_size=len(VOCAB), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16
+    )
     preset = tmp_path / "preset"
     bb.save_to_preset(str(preset))
     keras_hub.models.BertTokenizer(vocabulary=VOCAB, lowercase=False).save_to_preset(str(preset))
@@ -305,8 +323,9 @@ def test_keras_hub_preset_folder(tmp_path):
 
 
 def test_gelu_backbone_keeps_activation_through_keras_file(tmp_path):
-    bb = GeluBertBackbone(vocabulary_size=len(VOCAB), num_layers=1, num_heads=2,
-                          hidden_dim=8, intermediate_dim=16, max_sequence_length=16)
+    bb = GeluBertBackbone(
+        vocabulary_size=len(VOCAB), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16
+    )
     bb.set_weights([w * 20 for w in bb.get_weights()])  # make GELU's tails matter
     path = tmp_path / "bb.keras"
     bb.save(path)
@@ -356,8 +375,14 @@ def test_unknown_folder_lists_every_format(tmp_path):
     with pytest.raises(ValueError) as e:
         detect_format(tmp_path)
     message = str(e.value)
-    for needed in ("model.safetensors", "pytorch_model.bin", "bert_config.json",
-                   "bert_model.ckpt.index", "model.weights.h5", "vocab.txt"):
+    for needed in (
+        "model.safetensors",
+        "pytorch_model.bin",
+        "bert_config.json",
+        "bert_model.ckpt.index",
+        "model.weights.h5",
+        "vocab.txt",
+    ):
         assert needed in message
     assert "it has: vocab.txt" in message
     with pytest.raises(ValueError, match="not found"):
@@ -436,8 +461,8 @@ def test_heads_match_transformers_bert_for_pretraining(tmp_path, safe_serializat
     np.testing.assert_allclose(pooled, base.pooler_output.numpy(), atol=1e-5)
 
     head = keras_hub.layers.MaskedLMHead(
-        token_embedding=ckpt.backbone.token_embedding,
-        intermediate_activation="gelu", layer_norm_epsilon=1e-12)
+        token_embedding=ckpt.backbone.token_embedding, intermediate_activation="gelu", layer_norm_epsilon=1e-12
+    )
     positions = np.tile(np.arange(inputs["token_ids"].shape[1]), (3, 1)).astype(np.int32)
     head(seq, mask_positions=positions)  # builds
     assign_mlm_head(head, ckpt.heads)
@@ -490,10 +515,10 @@ def test_minilm_matches_transformers(minilm_dir, minilm, sst2_sentences):
 
     length = 64  # longest of the 128 sentences is 55 word pieces: nothing truncated
     ours = BertPreprocessor(minilm.vocabulary_path, lowercase=minilm.lowercase, sequence_length=length)(
-        tf.constant(sst2_sentences))
+        tf.constant(sst2_sentences)
+    )
     tokenizer = transformers.BertTokenizerFast.from_pretrained(minilm_dir)
-    theirs = tokenizer(sst2_sentences, padding="max_length", max_length=length, truncation=True,
-                       return_tensors="np")
+    theirs = tokenizer(sst2_sentences, padding="max_length", max_length=length, truncation=True, return_tensors="np")
     assert theirs["attention_mask"].sum(axis=1).max() < length
     np.testing.assert_array_equal(ours["token_ids"].numpy(), theirs["input_ids"])
     np.testing.assert_array_equal(ours["segment_ids"].numpy(), theirs["token_type_ids"])
@@ -513,9 +538,11 @@ def test_minilm_matches_transformers(minilm_dir, minilm, sst2_sentences):
         tanh_diff = masked_max_diff(run(bb, ours)[0], ref.last_hidden_state.numpy(), mask)
     finally:
         set_hidden_activation(bb, "gelu")
-    print(f"\nall-MiniLM-L6-v2 vs transformers BertModel on {len(sst2_sentences)} SST-2 sentences "
-          f"({int(mask.sum())} tokens, token ids identical): sequence_output max abs diff {diff:.2e}, "
-          f"pooled_output {pooled_diff:.2e}; with keras-hub's tanh GELU: {tanh_diff:.2e}")
+    print(
+        f"\nall-MiniLM-L6-v2 vs transformers BertModel on {len(sst2_sentences)} SST-2 sentences "
+        f"({int(mask.sum())} tokens, token ids identical): sequence_output max abs diff {diff:.2e}, "
+        f"pooled_output {pooled_diff:.2e}; with keras-hub's tanh GELU: {tanh_diff:.2e}"
+    )
     assert diff <= 1e-4
     assert pooled_diff <= 1e-4
     assert tanh_diff > 1e-3  # why the exact GELU matters
@@ -524,10 +551,15 @@ def test_minilm_matches_transformers(minilm_dir, minilm, sst2_sentences):
 def test_minilm_as_google_tf1_checkpoint_loads_identically(tmp_path, minilm_dir, minilm, sst2_sentences):
     weights = read_hf_weights(minilm_dir)
     config = json.loads((minilm_dir / "config.json").read_text())
-    folder = write_google_tf1(tmp_path / "tf1", weights, config,
-                              vocab=(minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    folder = write_google_tf1(
+        tmp_path / "tf1", weights, config, vocab=(minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    )
     assert sorted(p.name for p in folder.iterdir()) == [
-        "bert_config.json", "bert_model.ckpt.data-00000-of-00001", "bert_model.ckpt.index", "vocab.txt"]
+        "bert_config.json",
+        "bert_model.ckpt.data-00000-of-00001",
+        "bert_model.ckpt.index",
+        "vocab.txt",
+    ]
     names = dict(tf.train.list_variables(str(folder / "bert_model.ckpt")))
     assert names["bert/encoder/layer_5/attention/self/query/kernel"] == [384, 384]
 

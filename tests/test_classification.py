@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from kerasbert.modeling import build_encoder
-from kerasbert.tasks import TaskSpec
-from kerasbert.tasks import build_classifier
+from kerasbert.tasks import TaskSpec, build_classifier
 
 
 def _inputs(ids, length):

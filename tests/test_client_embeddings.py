@@ -267,8 +267,14 @@ def test_real_embedding_export_through_the_client(tmp_path):
     preprocessor = BertPreprocessor(str(vocab), lowercase=True, sequence_length=32)
     keras.utils.set_random_seed(3)
     encoder = build_encoder(
-        "custom", vocabulary_size=preprocessor.vocabulary_size, num_layers=2, hidden_dim=16, num_heads=2,
-        intermediate_dim=32, dropout=0.0, max_sequence_length=32,
+        "custom",
+        vocabulary_size=preprocessor.vocabulary_size,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        dropout=0.0,
+        max_sequence_length=32,
     )
     export_embedder(encoder, preprocessor, tmp_path, "tiny", pooling="mean", layer=-1)
     with running_server(model_base_path=tmp_path / "tiny", model_name="tiny") as srv:

@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 
 from kerasbert.training import distribute
-from test_pretraining import pretrain_argv
-from test_pretraining import write_corpus
+from test_pretraining import pretrain_argv, write_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,9 +70,7 @@ def corpus(tmp_path_factory):
 
 
 def _argv(corpus, output_dir, *extra):
-    return pretrain_argv(
-        *corpus, output_dir, "--num_train_steps", 4, "--save_checkpoints_steps", 100, *extra
-    )
+    return pretrain_argv(*corpus, output_dir, "--num_train_steps", 4, "--save_checkpoints_steps", 100, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +81,10 @@ def single_and_mirrored(corpus, tmp_path_factory):
     argv = _argv(corpus, out, "--jit_compile", "--gradient_accumulation_steps", 2)
     completed = subprocess.run(
         [sys.executable, "-c", DRIVER, "default,mirrored", *argv],
-        env=_env(KERASBERT_LOGICAL_CPUS="2"), capture_output=True, text=True, timeout=400,
+        env=_env(KERASBERT_LOGICAL_CPUS="2"),
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return _result(completed.stdout)
@@ -118,7 +118,9 @@ def test_multi_worker_two_processes_agree(corpus, tmp_path, single_and_mirrored)
             subprocess.Popen(
                 [sys.executable, "-c", DRIVER, "multi_worker", *argv],
                 env=_env(TF_CONFIG=json.dumps(config)),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
         )
     outputs = []
@@ -139,9 +141,7 @@ def test_multi_worker_two_processes_agree(corpus, tmp_path, single_and_mirrored)
     np.testing.assert_allclose(chief["losses"], other["losses"], rtol=1e-6)
     # Worker w reads examples w, w+2, ...: together the same global batch as
     # one device, so the same trajectory.
-    np.testing.assert_allclose(
-        chief["losses"], single_and_mirrored["default"]["losses"], rtol=1e-4
-    )
+    np.testing.assert_allclose(chief["losses"], single_and_mirrored["default"]["losses"], rtol=1e-4)
     # Only the chief wrote checkpoints, to the real folder.
     assert (tmp_path / "run_multi_worker" / "checkpoints" / "checkpoint").exists()
 
@@ -157,17 +157,13 @@ def test_chief_detection(monkeypatch):
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
         assert distribute.is_chief() is chief
     with_chief = {"chief": ["c:0"], "worker": ["a:1"]}
-    monkeypatch.setenv(
-        "TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}})
-    )
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
     assert not distribute.is_chief()
     written = distribute.write_dir("x")
     assert written != "x" and os.path.isdir(written)
     distribute.cleanup_write_dir("x", written)
     assert not os.path.exists(written)
-    monkeypatch.setenv(
-        "TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "chief", "index": 0}})
-    )
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "chief", "index": 0}}))
     assert distribute.is_chief()
 
 

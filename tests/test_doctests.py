@@ -19,8 +19,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "kerasbert"
 # Modules with failing examples that other work in flight is editing right
 # now: skipped here (with the reason) instead of edited under that work.
 # Take a module out as soon as its examples pass.
-PENDING = {
-}
+PENDING = {}
 
 
 def module_names():
@@ -52,7 +51,5 @@ def test_docstring_examples(name):
     module = importlib.import_module(name)
     report = io.StringIO()
     with contextlib.redirect_stdout(report):
-        result = doctest.testmod(
-            module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-        )
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0, report.getvalue()

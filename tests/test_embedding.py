@@ -18,20 +18,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_checkpoints import minilm_dir  # noqa: F401  (fixture: the real MiniLM folder)
-
 from kerasbert.export import layout
-from kerasbert.export.embedding import embedding_serving_fns
-from kerasbert.export.embedding import export_checkpoint_embedder
-from kerasbert.export.embedding import export_embedder
+from kerasbert.export.embedding import embedding_serving_fns, export_checkpoint_embedder, export_embedder
 from kerasbert.modeling import build_encoder
 from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
-from kerasbert.tasks.embedding import POOLING_STRATEGIES
-from kerasbert.tasks.embedding import L2Normalize
-from kerasbert.tasks.embedding import SequencePooling
-from kerasbert.tasks.embedding import build_embedding_model
-from kerasbert.tasks.embedding import hidden_states
-from kerasbert.tasks.embedding import resolve_layer
+from kerasbert.tasks.embedding import (
+    POOLING_STRATEGIES,
+    L2Normalize,
+    SequencePooling,
+    build_embedding_model,
+    hidden_states,
+    resolve_layer,
+)
+from test_checkpoints import minilm_dir  # noqa: F401  (fixture: the real MiniLM folder)
 
 # transformers must not try its TensorFlow side (it refuses Keras 3).
 os.environ.setdefault("USE_TF", "0")
@@ -106,8 +105,14 @@ def encoder(preprocessor):
 
     keras.utils.set_random_seed(7)
     backbone = build_encoder(
-        "custom", vocabulary_size=preprocessor.vocabulary_size, num_layers=3, hidden_dim=16, num_heads=2,
-        intermediate_dim=32, dropout=0.0, max_sequence_length=64,
+        "custom",
+        vocabulary_size=preprocessor.vocabulary_size,
+        num_layers=3,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        dropout=0.0,
+        max_sequence_length=64,
     )
     # Larger weights than BERT's 0.02 init so layers and tokens differ clearly.
     backbone.set_weights([w * 25 if w.ndim == 2 else w for w in backbone.get_weights()])
@@ -146,9 +151,7 @@ def test_pooling_strategies_match_numpy_on_the_hidden_states(encoder, preprocess
         + by_suffix("position_embedding/embeddings")[: ids.shape[1]][None]
         + by_suffix("segment_embedding/embeddings")[segs]
     )
-    emb = _numpy_layer_norm(
-        emb, by_suffix("embeddings_layer_norm/gamma"), by_suffix("embeddings_layer_norm/beta")
-    )
+    emb = _numpy_layer_norm(emb, by_suffix("embeddings_layer_norm/gamma"), by_suffix("embeddings_layer_norm/beta"))
     np.testing.assert_allclose(states[0], emb, atol=1e-4)
     outputs = encoder(features)
     np.testing.assert_allclose(states[-1], outputs["sequence_output"], atol=1e-6)
@@ -178,9 +181,7 @@ def test_pooling_strategies_match_numpy_on_the_hidden_states(encoder, preprocess
         if pooling != "first_last_avg":
             np.testing.assert_allclose(out["token_embeddings"], states[layer], atol=1e-6)
         unit = build_embedding_model(encoder, pooling, layer, l2_normalize=True)(features)
-        np.testing.assert_allclose(
-            unit["embeddings"], want / np.linalg.norm(want, axis=-1, keepdims=True), atol=2e-5
-        )
+        np.testing.assert_allclose(unit["embeddings"], want / np.linalg.norm(want, axis=-1, keepdims=True), atol=2e-5)
     # Layers really differ (so the choice matters).
     assert np.abs(expected[("mean", -1)] - mean(states[2])).max() > 0.1
 
@@ -245,7 +246,9 @@ def run_fresh(texts, *version_dirs):
     """Runs the exports' signatures in one new process importing only TF + TF-Text."""
     proc = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, json.dumps(texts), *map(str, version_dirs)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -262,8 +265,13 @@ def exported(encoder, preprocessor, tmp_path_factory):
     model = build_embedding_model(encoder, **options)
     fresh = run_fresh(SENTENCES, plain, jit)
     assert fresh["leaked_modules"] == []
-    return {"plain": plain, "jit": jit, "model": model, "base": base,
-            "fresh": dict(zip(["plain", "jit"], fresh["exports"]))}
+    return {
+        "plain": plain,
+        "jit": jit,
+        "model": model,
+        "base": base,
+        "fresh": dict(zip(["plain", "jit"], fresh["exports"])),
+    }
 
 
 def test_export_reloads_in_a_fresh_process_with_identical_outputs(exported, preprocessor):
@@ -301,8 +309,7 @@ def test_export_reloads_in_a_fresh_process_with_identical_outputs(exported, prep
 
 
 def test_graph_has_only_core_and_servable_tf_text_ops(exported):
-    from test_export import ALLOWED_TF_TEXT_OPS
-    from test_export import _graph_ops
+    from test_export import ALLOWED_TF_TEXT_OPS, _graph_ops
 
     for variant in ("plain", "jit"):
         ops = _graph_ops(exported[variant])
@@ -311,13 +318,11 @@ def test_graph_has_only_core_and_servable_tf_text_ops(exported):
 
 
 def test_xla_export_loads_fresh_and_in_kerasbert_serve(exported):
+    from kerasbert.client import Client
     from serving_utils import running_server
 
-    from kerasbert.client import Client
-
     plain, jit = (
-        np.array(exported["fresh"][variant]["serving_default"]["outputs"]["embeddings"])
-        for variant in ("plain", "jit")
+        np.array(exported["fresh"][variant]["serving_default"]["outputs"]["embeddings"]) for variant in ("plain", "jit")
     )
     np.testing.assert_allclose(jit, plain, atol=1e-5)
     assert layout.read_metadata(exported["jit"])["jit_compile"] is True
@@ -367,8 +372,9 @@ def test_minilm_embeddings_match_sentence_transformers(minilm_dir, tmp_path):
     assert reference.max_seq_length == 256  # we cut at 128; no STS-B dev sentence is that long
     theirs = reference.encode(sentences, batch_size=16, convert_to_numpy=True)
     cosine = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
-    print(f"MiniLM vs sentence-transformers: min cosine {cosine.min():.7f}, "
-          f"max |diff| {np.abs(ours - theirs).max():.2e}")
+    print(
+        f"MiniLM vs sentence-transformers: min cosine {cosine.min():.7f}, max |diff| {np.abs(ours - theirs).max():.2e}"
+    )
     assert cosine.min() >= 0.9999
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     meta = layout.read_metadata(version)

@@ -20,8 +20,12 @@ from kerasbert.modeling.encoder import derived_dims
 )
 def test_named_sizes_match_google_table(size, layers, hidden, heads, intermediate):
     config = encoder_config(size)
-    assert (config["num_layers"], config["hidden_dim"], config["num_heads"],
-            config["intermediate_dim"]) == (layers, hidden, heads, intermediate)
+    assert (config["num_layers"], config["hidden_dim"], config["num_heads"], config["intermediate_dim"]) == (
+        layers,
+        hidden,
+        heads,
+        intermediate,
+    )
     assert set(ENCODER_SIZES) == {"tiny", "mini", "small", "medium", "base", "large"}
 
 
@@ -39,9 +43,7 @@ def test_tiny_shapes_and_padding_does_not_change_real_positions():
     assert out["pooled_output"].shape == (2, 128)
     # The same sentence with less padding gives the same vectors.
     short = {k: v[:, :4] for k, v in inputs.items()}
-    np.testing.assert_allclose(
-        encoder(short)["sequence_output"][0], out["sequence_output"][0, :4], atol=1e-5
-    )
+    np.testing.assert_allclose(encoder(short)["sequence_output"][0], out["sequence_output"][0, :4], atol=1e-5)
 
 
 def test_custom_sizes_and_errors():
@@ -63,8 +65,12 @@ def test_overriding_hidden_dim_re_derives_heads_and_intermediate_size():
     for shape in ENCODER_SIZES.values():
         assert (shape.num_heads, shape.intermediate_dim) == derived_dims(shape.hidden_dim)
     config = encoder_config("tiny", hidden_dim=256)
-    assert (config["num_layers"], config["hidden_dim"], config["num_heads"],
-            config["intermediate_dim"]) == (2, 256, 4, 1024)
+    assert (config["num_layers"], config["hidden_dim"], config["num_heads"], config["intermediate_dim"]) == (
+        2,
+        256,
+        4,
+        1024,
+    )
     # Given explicitly, they win; None (an unset flag) means "derive".
     config = encoder_config("tiny", hidden_dim=256, num_heads=8, intermediate_dim=300)
     assert (config["num_heads"], config["intermediate_dim"]) == (8, 300)
@@ -80,8 +86,8 @@ def test_overriding_hidden_dim_re_derives_heads_and_intermediate_size():
 def test_pretrainer_uses_the_same_rule():
     from kerasbert.training.pretrain import PretrainConfig, Pretrainer
 
-    config = PretrainConfig(output_dir="unused", vocabulary_size=50, hidden_dim=64,
-                            num_layers=1, max_seq_length=16, jit_compile=False)
+    config = PretrainConfig(
+        output_dir="unused", vocabulary_size=50, hidden_dim=64, num_layers=1, max_seq_length=16, jit_compile=False
+    )
     backbone = Pretrainer(config, dataset_fn=None, verbose=False).backbone
-    assert (backbone.num_layers, backbone.hidden_dim, backbone.num_heads,
-            backbone.intermediate_dim) == (1, 64, 1, 256)
+    assert (backbone.num_layers, backbone.hidden_dim, backbone.num_heads, backbone.intermediate_dim) == (1, 64, 1, 256)

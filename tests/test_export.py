@@ -48,7 +48,9 @@ def test_export_reloads_in_a_fresh_process_with_identical_outputs(trained_export
 
     proc = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, trained_export["export"], json.dumps(TEXTS)],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True,
+        text=True,
+        timeout=240,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -15,15 +15,10 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_checkpoints import VOCAB
-from test_checkpoints import tiny_config
-from test_checkpoints import tiny_hf_weights
-from test_checkpoints import write_google_tf1
-from test_checkpoints import write_hf
 
-from kerasbert.export import cli
-from kerasbert.export import layout
+from kerasbert.export import cli, layout
 from kerasbert.modeling.checkpoints import load_checkpoint
+from test_checkpoints import VOCAB, tiny_config, tiny_hf_weights, write_google_tf1, write_hf
 
 TEXTS = ["the quick brown fox jumps over the lazy dog.", "the dog", "", "fox fox fox"]
 
@@ -43,8 +38,7 @@ def embeddings(version_dir):
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """One tiny model in all four folder layouts the command accepts."""
-    from kerasbert.tasks.pretraining import build_pretraining_model
-    from kerasbert.tasks.pretraining import save_pretrained
+    from kerasbert.tasks.pretraining import build_pretraining_model, save_pretrained
 
     root = tmp_path_factory.mktemp("checkpoints")
     # The tanh GELU for both, since Google TF1 "gelu" means that one.
@@ -59,8 +53,7 @@ def checkpoints(tmp_path_factory):
     backbone.save_to_preset(str(preset))
     keras_hub.models.BertTokenizer(vocabulary=VOCAB).save_to_preset(str(preset))
     folders["keras_hub"] = preset
-    save_pretrained(build_pretraining_model(backbone), str(root / "pretrained"),
-                    folders["huggingface"] / "vocab.txt")
+    save_pretrained(build_pretraining_model(backbone), str(root / "pretrained"), folders["huggingface"] / "vocab.txt")
     folders["kerasbert_pretrained"] = root / "pretrained"
     return folders
 
@@ -69,9 +62,24 @@ def test_every_checkpoint_format_exports_the_same_embedder(checkpoints, tmp_path
     results = {}
     for kind, folder in checkpoints.items():
         code, out, err = export(
-            ["--init_checkpoint", folder, "--mode", "embedding", "--pooling", "mean",
-             "--layer", "-1", "--l2_normalize", "--sequence_length", 16,
-             "--export_dir", tmp_path, "--model_name", kind, "--json"],
+            [
+                "--init_checkpoint",
+                folder,
+                "--mode",
+                "embedding",
+                "--pooling",
+                "mean",
+                "--layer",
+                "-1",
+                "--l2_normalize",
+                "--sequence_length",
+                16,
+                "--export_dir",
+                tmp_path,
+                "--model_name",
+                kind,
+                "--json",
+            ],
             capsys,
         )
         assert code == 0, err
@@ -89,8 +97,18 @@ def test_every_checkpoint_format_exports_the_same_embedder(checkpoints, tmp_path
 
 
 def test_text_summary_default_model_name_and_existing_version(checkpoints, tmp_path, capsys):
-    argv = ["--init_checkpoint", checkpoints["huggingface"], "--export_dir", tmp_path,
-            "--pooling", "cls", "--layer", "-2", "--sequence_length", 12]
+    argv = [
+        "--init_checkpoint",
+        checkpoints["huggingface"],
+        "--export_dir",
+        tmp_path,
+        "--pooling",
+        "cls",
+        "--layer",
+        "-2",
+        "--sequence_length",
+        12,
+    ]
     code, out, err = export(argv, capsys)
     assert code == 0, err
     # The model name defaults to the checkpoint folder's name.
@@ -142,8 +160,16 @@ def test_help_documents_every_flag():
     text = parser.format_help()
     flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
     assert {a.dest for a in flags} >= {
-        "init_checkpoint", "mode", "pooling", "layer", "l2_normalize", "sequence_length",
-        "jit_compile", "export_dir", "model_name", "version",
+        "init_checkpoint",
+        "mode",
+        "pooling",
+        "layer",
+        "l2_normalize",
+        "sequence_length",
+        "jit_compile",
+        "export_dir",
+        "model_name",
+        "version",
     }
     for action in flags:
         assert action.help and len(action.help) > 20, action.dest
@@ -156,9 +182,18 @@ def test_help_documents_every_flag():
 def test_entry_point_rejects_a_folder_that_is_no_checkpoint(tmp_path):
     (tmp_path / "notes.txt").write_text("not a model")
     proc = subprocess.run(
-        [sys.executable, "-m", "kerasbert.export", "--init_checkpoint", str(tmp_path),
-         "--export_dir", str(tmp_path / "exports")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "kerasbert.export",
+            "--init_checkpoint",
+            str(tmp_path),
+            "--export_dir",
+            str(tmp_path / "exports"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 2, proc.stderr[-2000:]

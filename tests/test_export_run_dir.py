@@ -24,8 +24,7 @@ def _outputs(version_dir, **inputs):
 
 def test_run_folder_holds_what_a_reexport_needs(trained_export):
     run_dir = trained_export["results"]["run_dir"]
-    assert sorted(os.listdir(run_dir)) >= ["logs", "model.weights.h5", "results.json", "run.json",
-                                           "vocab.txt"]
+    assert sorted(os.listdir(run_dir)) >= ["logs", "model.weights.h5", "results.json", "run.json", "vocab.txt"]
     with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
         spec = json.load(f)
     assert spec["task"] == "classification" and spec["model_name"] == "sentiment"
@@ -58,13 +57,15 @@ def test_reexport_gives_identical_outputs(trained_export, tmp_path, capsys):
     assert layout.read_metadata(summary["export"]) == meta_after
 
     # Again, with an explicit name and version.
-    code = cli.run(["--run_dir", str(run_dir), "--export_dir", str(tmp_path), "--model_name", "again",
-                    "--version", "3"])
+    code = cli.run(
+        ["--run_dir", str(run_dir), "--export_dir", str(tmp_path), "--model_name", "again", "--version", "3"]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert f"to {tmp_path / 'again' / '3'} " in out and "classification run" in out
-    np.testing.assert_array_equal(_outputs(tmp_path / "again" / "3", text=TEXTS)[0]["probabilities"],
-                                  before["probabilities"])
+    np.testing.assert_array_equal(
+        _outputs(tmp_path / "again" / "3", text=TEXTS)[0]["probabilities"], before["probabilities"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,10 @@ def test_finetuning_learns_a_polarity_task(trained_export):
 def _train_cli(*args):
     proc = subprocess.run(
         [sys.executable, "-m", "kerasbert.train", *map(str, args)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -59,8 +62,18 @@ def test_cli_errors_are_one_line_and_name_the_flag(args, message):
 def test_cli_data_errors_name_the_flag(tmp_path):
     vocab = REPO / "kerasbert" / "data" / "sample" / "vocab.txt"
     stsb = shared_path("data", "glue_stsb", "train.tsv")
-    code, _, stderr = _train_cli("--train_file", stsb, "--vocab", vocab, "--text_column", "sentence1",
-                                 "--text_pair_column", "sentence2", "--label_column", "score")
+    code, _, stderr = _train_cli(
+        "--train_file",
+        stsb,
+        "--vocab",
+        vocab,
+        "--text_column",
+        "sentence1",
+        "--text_pair_column",
+        "sentence2",
+        "--label_column",
+        "score",
+    )
     assert code == 2 and "use --task regression" in _last_line(stderr) and "Traceback" not in stderr
     code, _, stderr = _train_cli("--train_file", stsb, "--vocab", vocab, "--text_column", "text")
     assert code == 2 and "--text_column='text': no such column" in _last_line(stderr)
@@ -74,9 +87,23 @@ def test_cli_data_errors_name_the_flag(tmp_path):
 def test_help_documents_every_flag():
     code, stdout, _ = _train_cli("finetune", "--help")
     assert code == 0
-    for flag in ("--train_file", "--dev_file", "--text_pair_column", "--task", "--init_checkpoint",
-                 "--vocab", "--model_size", "--sequence_length", "--batch_size", "--epochs",
-                 "--learning_rate", "--warmup_proportion", "--seed", "--export_dir", "--model_name"):
+    for flag in (
+        "--train_file",
+        "--dev_file",
+        "--text_pair_column",
+        "--task",
+        "--init_checkpoint",
+        "--vocab",
+        "--model_size",
+        "--sequence_length",
+        "--batch_size",
+        "--epochs",
+        "--learning_rate",
+        "--warmup_proportion",
+        "--seed",
+        "--export_dir",
+        "--model_name",
+    ):
         assert flag in stdout
 
 
@@ -86,10 +113,22 @@ def test_killed_finetune_resumes_at_the_next_epoch(tmp_path):
     import time
 
     train = write_polarity_task(tmp_path / "train.tsv", 640, seed=3)
-    args = [sys.executable, "-m", "kerasbert.train", "--train_file", str(train),
-            "--vocab", str(SAMPLE_VOCAB),
-            "--epochs", "3", "--sequence_length", "16", "--output_dir", str(tmp_path / "run"),
-            "--no_export"]
+    args = [
+        sys.executable,
+        "-m",
+        "kerasbert.train",
+        "--train_file",
+        str(train),
+        "--vocab",
+        str(SAMPLE_VOCAB),
+        "--epochs",
+        "3",
+        "--sequence_length",
+        "16",
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--no_export",
+    ]
     log = tmp_path / "first.log"
     with open(log, "w") as out:
         first = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
@@ -102,9 +141,10 @@ def test_killed_finetune_resumes_at_the_next_epoch(tmp_path):
     assert "Epoch 2/3" in log.read_text()
     # Another configuration in the same folder is refused in one line (was a
     # 55-line Keras traceback restoring mismatched weights).
-    for other, what in ((["--num_layers", "1"], "encoder num_layers 2 -> 1"),
-                        (["--labels", "positive,negative"],
-                         "class_names ['negative', 'positive'] -> ['positive', 'negative']")):
+    for other, what in (
+        (["--num_layers", "1"], "encoder num_layers 2 -> 1"),
+        (["--labels", "positive,negative"], "class_names ['negative', 'positive'] -> ['positive', 'negative']"),
+    ):
         refused = subprocess.run(args + other, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
         line = _last_line(refused.stderr)
@@ -136,15 +176,36 @@ def test_label_names_rename_what_the_export_returns(tmp_path):
 
     polarity = write_polarity_task(tmp_path / "words.tsv", 96, seed=4).read_text().splitlines()
     glue = tmp_path / "train.tsv"
-    glue.write_text("\n".join([polarity[0]] + [
-        line.replace("\tpositive", "\t1").replace("\tnegative", "\t0") for line in polarity[1:]
-    ]) + "\n", encoding="utf-8")
-    results = run_finetune([
-        "--train_file", glue, "--dev_file", glue, "--vocab", SAMPLE_VOCAB,
-        "--label_names", "negative,positive", "--epochs", 1, "--sequence_length", 16,
-        "--output_dir", tmp_path / "run", "--export_dir", tmp_path / "exports",
-        "--model_name", "glue", "--quiet",
-    ])
+    glue.write_text(
+        "\n".join(
+            [polarity[0]] + [line.replace("\tpositive", "\t1").replace("\tnegative", "\t0") for line in polarity[1:]]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    results = run_finetune(
+        [
+            "--train_file",
+            glue,
+            "--dev_file",
+            glue,
+            "--vocab",
+            SAMPLE_VOCAB,
+            "--label_names",
+            "negative,positive",
+            "--epochs",
+            1,
+            "--sequence_length",
+            16,
+            "--output_dir",
+            tmp_path / "run",
+            "--export_dir",
+            tmp_path / "exports",
+            "--model_name",
+            "glue",
+            "--quiet",
+        ]
+    )
     assert results["labels"] == ["0", "1"] and results["class_names"] == ["negative", "positive"]
     assert results.task.class_names == ["0", "1"]
     served = tf.saved_model.load(results["export"]).signatures["serving_default"]
@@ -171,13 +232,37 @@ def test_readme_stsb_command_pair_regression_with_dev_file(minilm_dir, tmp_path,
         lines = shared_path("data", "glue_stsb", f"{split}.tsv").read_text(encoding="utf-8").splitlines()
         data[split] = tmp_path / f"{split}.tsv"
         data[split].write_text("\n".join(lines[: rows + 1]) + "\n", encoding="utf-8")
-    results = run_finetune([
-        "--train_file", data["train"], "--dev_file", data["dev"], "--task", "regression",
-        "--text_column", "sentence1", "--text_pair_column", "sentence2", "--label_column", "score",
-        "--init_checkpoint", minilm_dir, "--model_name", "stsb",
-        "--epochs", 1, "--batch_size", 16, "--sequence_length", 32,
-        "--output_dir", tmp_path / "run", "--export_dir", tmp_path / "exports", "--quiet",
-    ])
+    results = run_finetune(
+        [
+            "--train_file",
+            data["train"],
+            "--dev_file",
+            data["dev"],
+            "--task",
+            "regression",
+            "--text_column",
+            "sentence1",
+            "--text_pair_column",
+            "sentence2",
+            "--label_column",
+            "score",
+            "--init_checkpoint",
+            minilm_dir,
+            "--model_name",
+            "stsb",
+            "--epochs",
+            1,
+            "--batch_size",
+            16,
+            "--sequence_length",
+            32,
+            "--output_dir",
+            tmp_path / "run",
+            "--export_dir",
+            tmp_path / "exports",
+            "--quiet",
+        ]
+    )
     assert set(results["dev_metrics"]) == {"pearson", "spearman", "corr"}
     assert results["task"] == "regression" and results["text_pair"] is True
     assert -1 <= results["dev_metrics"]["pearson"] <= 1

@@ -10,8 +10,26 @@ import tensorflow as tf
 from conftest import shared_path
 from kerasbert.preprocessing import BertPreprocessor, load_vocabulary
 
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "quick", "fox", "##es",
-         "jump", "##ed", ",", "!", "cafe", "中", "文", "a", "b"]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "the",
+    "quick",
+    "fox",
+    "##es",
+    "jump",
+    "##ed",
+    ",",
+    "!",
+    "cafe",
+    "中",
+    "文",
+    "a",
+    "b",
+]
 
 
 @pytest.fixture(scope="module")

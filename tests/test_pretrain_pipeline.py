@@ -3,8 +3,7 @@ fine-tune from the result (tiny sizes, in-process)."""
 
 import numpy as np
 
-from conftest import run_finetune
-from conftest import write_polarity_task
+from conftest import run_finetune, write_polarity_task
 from kerasbert import train
 
 
@@ -14,7 +13,7 @@ def _corpus(tmp_path):
     sentences = [line.split("\t")[0] for line in task.read_text().splitlines()[1:]]
     corpus = tmp_path / "corpus" / "part-0.txt"
     corpus.parent.mkdir()
-    documents = [sentences[i:i + 5] for i in range(0, len(sentences), 5)]
+    documents = [sentences[i : i + 5] for i in range(0, len(sentences), 5)]
     corpus.write_text("\n\n".join("\n".join(d) for d in documents) + "\n")
     return corpus
 
@@ -24,18 +23,41 @@ def test_vocab_then_pretrain_then_finetune_from_it(tmp_path):
     vocab = tmp_path / "vocab.txt"
     runs = tmp_path / "runs" / "bert"
     # 1. python -m kerasbert.train vocab ...
-    assert train.main(["vocab", "--input_files", str(corpus), "--output_file", str(vocab),
-                       "--vocab_size", "200"]) == 0
+    assert train.main(["vocab", "--input_files", str(corpus), "--output_file", str(vocab), "--vocab_size", "200"]) == 0
     tokens = vocab.read_text().split("\n")
     assert tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     assert {"good", "terrible", "service"} <= set(tokens)
     # 2. python -m kerasbert.train pretrain ...
-    assert train.main([
-        "pretrain", "--input_files", str(corpus), "--vocab_file", str(vocab),
-        "--output_dir", str(runs), "--model_size", "tiny", "--train_batch_size", "16",
-        "--num_train_steps", "30", "--num_warmup_steps", "3", "--max_seq_length", "32",
-        "--learning_rate", "1e-3", "--holdout_fraction", "0.05", "--log_steps", "1000",
-    ]) == 0
+    assert (
+        train.main(
+            [
+                "pretrain",
+                "--input_files",
+                str(corpus),
+                "--vocab_file",
+                str(vocab),
+                "--output_dir",
+                str(runs),
+                "--model_size",
+                "tiny",
+                "--train_batch_size",
+                "16",
+                "--num_train_steps",
+                "30",
+                "--num_warmup_steps",
+                "3",
+                "--max_seq_length",
+                "32",
+                "--learning_rate",
+                "1e-3",
+                "--holdout_fraction",
+                "0.05",
+                "--log_steps",
+                "1000",
+            ]
+        )
+        == 0
+    )
     pretrained = runs / "pretrained"
 
     from kerasbert.modeling.checkpoints import load_checkpoint
@@ -44,13 +66,26 @@ def test_vocab_then_pretrain_then_finetune_from_it(tmp_path):
     # 3. python -m kerasbert.train --init_checkpoint runs/bert/pretrained ...
     data = tmp_path / "task"
     data.mkdir()
-    results = run_finetune([
-        "--init_checkpoint", pretrained,
-        "--train_file", write_polarity_task(data / "train.tsv", 320, seed=1),
-        "--dev_file", write_polarity_task(data / "dev.tsv", 100, seed=2),
-        "--epochs", 8, "--sequence_length", 16, "--learning_rate", 1e-3,
-        "--output_dir", tmp_path / "finetune", "--no_export", "--quiet",
-    ])
+    results = run_finetune(
+        [
+            "--init_checkpoint",
+            pretrained,
+            "--train_file",
+            write_polarity_task(data / "train.tsv", 320, seed=1),
+            "--dev_file",
+            write_polarity_task(data / "dev.tsv", 100, seed=2),
+            "--epochs",
+            8,
+            "--sequence_length",
+            16,
+            "--learning_rate",
+            1e-3,
+            "--output_dir",
+            tmp_path / "finetune",
+            "--no_export",
+            "--quiet",
+        ]
+    )
     assert results["dev_metrics"]["accuracy"] >= 0.9
     # Fine-tuning started from the pretrained encoder: position rows the
     # 16-token fine-tuning never reads keep their pretrained values (up to

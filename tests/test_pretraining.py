@@ -15,16 +15,17 @@ import tensorflow as tf
 
 from kerasbert import cli
 from kerasbert.modeling.encoder import build_encoder
-from kerasbert.tasks.pretraining import build_pretraining_model
-from kerasbert.tasks.pretraining import head_weights
-from kerasbert.tasks.pretraining import load_head_weights
-from kerasbert.tasks.pretraining import pretraining_loss
-from kerasbert.tasks.pretraining import pretraining_sums
+from kerasbert.tasks.pretraining import (
+    build_pretraining_model,
+    head_weights,
+    load_head_weights,
+    pretraining_loss,
+    pretraining_sums,
+)
 from kerasbert.training import pretrain
 
 WORDS = (
-    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi "
-    "omicron pi rho sigma tau upsilon"
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon"
 ).split()
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -54,23 +55,37 @@ def write_corpus(directory, documents=80, seed=0):
 def pretrain_argv(corpus, vocab, output_dir, *extra):
     """`pretrain` flags for a tiny, fast, deterministic (dropout 0) run."""
     argv = [
-        "--input_files", corpus, "--vocab_file", vocab, "--output_dir", output_dir,
-        "--max_seq_length", 32, "--train_batch_size", 8, "--num_train_steps", 4,
-        "--num_warmup_steps", 1, "--learning_rate", 1e-3, "--dropout", 0,
-        "--log_steps", 1, "--no-jit_compile", *extra,
+        "--input_files",
+        corpus,
+        "--vocab_file",
+        vocab,
+        "--output_dir",
+        output_dir,
+        "--max_seq_length",
+        32,
+        "--train_batch_size",
+        8,
+        "--num_train_steps",
+        4,
+        "--num_warmup_steps",
+        1,
+        "--learning_rate",
+        1e-3,
+        "--dropout",
+        0,
+        "--log_steps",
+        1,
+        "--no-jit_compile",
+        *extra,
     ]
     return [str(a) for a in argv]
 
 
 def make_trainer(tmp_path, *extra, name="run"):
     corpus, vocab = write_corpus(tmp_path)
-    args = pretrain.build_parser().parse_args(
-        pretrain_argv(corpus, vocab, tmp_path / name, *extra)
-    )
+    args = pretrain.build_parser().parse_args(pretrain_argv(corpus, vocab, tmp_path / name, *extra))
     config = pretrain.config_from_args(args, len(SPECIALS) + 1 + len(WORDS))
-    train_fn = pretrain.pipeline_dataset_fn(
-        args, [str(corpus)], args.holdout_fraction, "train", args.seed
-    )
+    train_fn = pretrain.pipeline_dataset_fn(args, [str(corpus)], args.holdout_fraction, "train", args.seed)
     trainer = pretrain.Pretrainer(config, train_fn, verbose=False)
     return trainer, args
 
@@ -95,9 +110,9 @@ def test_mlm_head_is_tied_to_token_embedding_with_per_token_bias():
     features = _features()
     outputs = model(features)
 
-    sequence = backbone(
-        {k: features[k] for k in ("token_ids", "segment_ids", "padding_mask")}
-    )["sequence_output"].numpy()
+    sequence = backbone({k: features[k] for k in ("token_ids", "segment_ids", "padding_mask")})[
+        "sequence_output"
+    ].numpy()
     gathered = np.take_along_axis(sequence, features["mask_positions"][..., None], 1)
     w = head_weights(model)
     h = gathered @ w["mlm_dense_kernel"] + w["mlm_dense_bias"]
@@ -122,7 +137,8 @@ def test_losses_and_accuracy_count_masked_positions_only():
     weights = np.array([[1, 1, 0, 0], [1, 0, 0, 0]], "float32")
     nsp = np.array([0, 1])
     sums = pretraining_sums(
-        {"mlm": labels, "nsp": nsp}, {"mlm": logits, "nsp": nsp_logits},
+        {"mlm": labels, "nsp": nsp},
+        {"mlm": logits, "nsp": nsp_logits},
         {"mlm": weights, "nsp": np.ones(2, "float32")},
     )
     log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -133,15 +149,14 @@ def test_losses_and_accuracy_count_masked_positions_only():
     assert float(sums["mlm_correct"]) == (logits.argmax(-1) == labels)[real].sum()
     nsp_log_p = nsp_logits - np.log(np.exp(nsp_logits).sum(-1, keepdims=True))
     nsp_xent = -nsp_log_p[[0, 1], nsp].mean()
-    np.testing.assert_allclose(
-        float(pretraining_loss(sums)), xent[real].mean() + nsp_xent, rtol=1e-5
-    )
+    np.testing.assert_allclose(float(pretraining_loss(sums)), xent[real].mean() + nsp_xent, rtol=1e-5)
     # Labels and logits at padding predictions do not matter.
     labels2, logits2 = labels.copy(), logits.copy()
     labels2[~real] = 0
     logits2[~real] = 99.0
     sums2 = pretraining_sums(
-        {"mlm": labels2, "nsp": nsp}, {"mlm": logits2, "nsp": nsp_logits},
+        {"mlm": labels2, "nsp": nsp},
+        {"mlm": logits2, "nsp": nsp_logits},
         {"mlm": weights, "nsp": np.ones(2, "float32")},
     )
     assert float(sums2["mlm_loss"]) == pytest.approx(float(sums["mlm_loss"]))
@@ -149,16 +164,23 @@ def test_losses_and_accuracy_count_masked_positions_only():
 
 def test_pretraining_learns_the_corpus(tmp_path):
     trainer, args = make_trainer(
-        tmp_path, "--num_train_steps", 40, "--num_warmup_steps", 4,
-        "--learning_rate", 5e-3, "--train_batch_size", 16, "--holdout_fraction", 0.2,
+        tmp_path,
+        "--num_train_steps",
+        40,
+        "--num_warmup_steps",
+        4,
+        "--learning_rate",
+        5e-3,
+        "--train_batch_size",
+        16,
+        "--holdout_fraction",
+        0.2,
     )
     history = trainer.train()
     assert history["steps"] == 40
     first, last = np.mean(history["losses"][:5]), np.mean(history["losses"][-5:])
     assert last < first - 1.0, (first, last)
-    eval_fn = pretrain.pipeline_dataset_fn(
-        args, args.input_files, 0.2, "heldout", args.seed + 1, num_epochs=1
-    )
+    eval_fn = pretrain.pipeline_dataset_fn(args, args.input_files, 0.2, "heldout", args.seed + 1, num_epochs=1)
     result = trainer.evaluate(eval_fn, steps=10)
     # Baseline: always predict the most frequent masked token.
     counts = np.zeros(len(SPECIALS) + 1 + len(WORDS))
@@ -202,8 +224,15 @@ def test_mixed_float16_uses_loss_scaling_and_float32_weights(tmp_path, reference
 
 def test_lamb_and_bfloat16_train(tmp_path):
     trainer, _ = make_trainer(
-        tmp_path, "--optimizer", "lamb", "--mixed_precision", "bfloat16",
-        "--num_train_steps", 6, "--learning_rate", 5e-3,
+        tmp_path,
+        "--optimizer",
+        "lamb",
+        "--mixed_precision",
+        "bfloat16",
+        "--num_train_steps",
+        6,
+        "--learning_rate",
+        5e-3,
     )
     assert type(trainer.optimizer).__name__ == "Lamb"
     losses = trainer.train()["losses"]
@@ -215,8 +244,9 @@ def test_pretrain_command_exports_a_loadable_preset(tmp_path):
     out = tmp_path / "out"
     code = pretrain.main(
         pretrain.build_parser().parse_args(
-            pretrain_argv(corpus, vocab, out, "--holdout_fraction", 0.2,
-                          "--num_train_steps", 3, "--save_checkpoints_steps", 2)
+            pretrain_argv(
+                corpus, vocab, out, "--holdout_fraction", 0.2, "--num_train_steps", 3, "--save_checkpoints_steps", 2
+            )
         )
     )
     assert code == 0
@@ -225,23 +255,27 @@ def test_pretrain_command_exports_a_loadable_preset(tmp_path):
     assert (out / "summaries").is_dir() and any((out / "summaries").iterdir())
     pretrained = out / "pretrained"
 
-    from kerasbert.modeling.checkpoints import load_checkpoint
-    from kerasbert.modeling.checkpoints import assign_mlm_head
-    from kerasbert.modeling.checkpoints import assign_nsp_head
+    from kerasbert.modeling.checkpoints import assign_mlm_head, assign_nsp_head, load_checkpoint
 
     ckpt = load_checkpoint(pretrained)
     assert ckpt.format == "keras_hub" and ckpt.lowercase is True
     assert open(ckpt.vocabulary_path).read().split() == open(vocab).read().split()
     heads = load_head_weights(pretrained / "pretraining_heads.weights.h5")
     assert set(heads) == {
-        "mlm_dense_kernel", "mlm_dense_bias", "mlm_layer_norm_gamma",
-        "mlm_layer_norm_beta", "mlm_output_bias", "nsp_kernel", "nsp_bias",
+        "mlm_dense_kernel",
+        "mlm_dense_bias",
+        "mlm_layer_norm_gamma",
+        "mlm_layer_norm_beta",
+        "mlm_output_bias",
+        "nsp_kernel",
+        "nsp_bias",
     }
     # The reloaded encoder + heads reproduce the trained model.
     trainer_args = pretrain.build_parser().parse_args(pretrain_argv(corpus, vocab, out))
     trained = pretrain.Pretrainer(
         pretrain.config_from_args(trainer_args, ckpt.backbone.vocabulary_size),
-        None, verbose=False,
+        None,
+        verbose=False,
     )
     tf.train.Checkpoint(model=trained.model).restore(
         tf.train.latest_checkpoint(str(out / "checkpoints"))
@@ -252,7 +286,8 @@ def test_pretrain_command_exports_a_loadable_preset(tmp_path):
     features = _features(vocabulary=ckpt.backbone.vocabulary_size)
     for key in ("mlm", "nsp"):
         np.testing.assert_allclose(
-            reloaded(features)[key].numpy(), trained.model(features)[key].numpy(),
+            reloaded(features)[key].numpy(),
+            trained.model(features)[key].numpy(),
             atol=1e-5,
         )
 
@@ -262,8 +297,15 @@ def test_help_documents_every_flag_and_bad_flags_are_one_line_errors(tmp_path, c
     undocumented = [a.dest for a in parser._actions if not a.help]
     assert undocumented == []
     text = parser.format_help()
-    for flag in ("--strategy", "--gradient_accumulation_steps", "--mixed_precision",
-                 "--whole_word_masking", "--jit_compile", "--tpu", "--max_minutes"):
+    for flag in (
+        "--strategy",
+        "--gradient_accumulation_steps",
+        "--mixed_precision",
+        "--whole_word_masking",
+        "--jit_compile",
+        "--tpu",
+        "--max_minutes",
+    ):
         assert flag in text
     from kerasbert import train
 
@@ -272,17 +314,17 @@ def test_help_documents_every_flag_and_bad_flags_are_one_line_errors(tmp_path, c
     assert cli.run(train.main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --vocab_file") and "\n" not in err
-    argv = ["pretrain", *pretrain_argv(corpus, vocab, tmp_path / "o", "--train_batch_size", 6,
-                                       "--gradient_accumulation_steps", 4)]
+    argv = [
+        "pretrain",
+        *pretrain_argv(corpus, vocab, tmp_path / "o", "--train_batch_size", 6, "--gradient_accumulation_steps", 4),
+    ]
     assert cli.run(train.main, argv) == 2
     assert capsys.readouterr().err == (
-        "error: --train_batch_size 6 must be divisible by --gradient_accumulation_steps "
-        "(4) x replicas (1)\n"
+        "error: --train_batch_size 6 must be divisible by --gradient_accumulation_steps (4) x replicas (1)\n"
     )
     argv = ["pretrain", *pretrain_argv(corpus, vocab, tmp_path / "o", "--hidden_dim", 200)]
     assert cli.run(train.main, argv) == 2
-    assert capsys.readouterr().err.startswith(
-        "error: --hidden_dim: hidden_dim 200 is not divisible by num_heads 3")
+    assert capsys.readouterr().err.startswith("error: --hidden_dim: hidden_dim 200 is not divisible by num_heads 3")
     one_document = tmp_path / "one.txt"
     one_document.write_text("alpha alpha . alpha alpha alpha .\n")
     argv = ["pretrain", *pretrain_argv(one_document, vocab, tmp_path / "o")]
@@ -298,13 +340,15 @@ def test_help_documents_every_flag_and_bad_flags_are_one_line_errors(tmp_path, c
 
 
 def test_library_errors_are_value_errors_without_flag_names(tmp_path):
-    config = pretrain.PretrainConfig(output_dir=str(tmp_path), vocabulary_size=30,
-                                     train_batch_size=6, gradient_accumulation_steps=4)
+    config = pretrain.PretrainConfig(
+        output_dir=str(tmp_path), vocabulary_size=30, train_batch_size=6, gradient_accumulation_steps=4
+    )
     with pytest.raises(pretrain.BatchSizeError) as raised:
         pretrain.Pretrainer(config, dataset_fn=None, verbose=False)
     assert isinstance(raised.value, ValueError) and not isinstance(raised.value, cli.UsageError)
     assert str(raised.value) == (
-        "train_batch_size 6 must be divisible by gradient_accumulation_steps (4) x replicas (1)")
+        "train_batch_size 6 must be divisible by gradient_accumulation_steps (4) x replicas (1)"
+    )
     corpus, vocab = write_corpus(tmp_path, documents=2)
     args = pretrain.build_parser().parse_args(pretrain_argv(corpus, vocab, tmp_path / "o"))
     dataset_fn = pretrain.pipeline_dataset_fn(args, [str(corpus)], 0.5, "heldout")
@@ -313,5 +357,6 @@ def test_library_errors_are_value_errors_without_flag_names(tmp_path):
     assert isinstance(raised.value, ValueError) and "--" not in str(raised.value)
     # The CLI message names the flags.
     error = pretrain._usage_error(pretrain.NoSequencePairsError(["x.txt"], "heldout"), args)
-    assert str(error) == ("no heldout sequence pairs in ['x.txt'] (use --input_files with "
-                          "more text, or a smaller --holdout_fraction)")
+    assert str(error) == (
+        "no heldout sequence pairs in ['x.txt'] (use --input_files with more text, or a smaller --holdout_fraction)"
+    )

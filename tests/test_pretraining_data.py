@@ -16,16 +16,12 @@ import tensorflow as tf
 
 from conftest import shared_path
 from kerasbert.data import pretraining as data
-from kerasbert.preprocessing import SPECIAL_TOKENS
-from kerasbert.preprocessing import BertPreprocessor
+from kerasbert.preprocessing import SPECIAL_TOKENS, BertPreprocessor
 
 NUM_DOCS, WORDS_PER_DOC = 12, 30
 PIECES = ["xaa", "xdd", "##bb", "##cc", "##ee"]
 VOCAB = (
-    list(SPECIAL_TOKENS)
-    + [".", ","]
-    + [f"d{k}w{j}" for k in range(NUM_DOCS) for j in range(WORDS_PER_DOC)]
-    + PIECES
+    list(SPECIAL_TOKENS) + [".", ","] + [f"d{k}w{j}" for k in range(NUM_DOCS) for j in range(WORDS_PER_DOC)] + PIECES
 )
 SPECIAL_IDS = {VOCAB.index(t) for t in SPECIAL_TOKENS}
 MASK_ID = VOCAB.index("[MASK]")
@@ -49,9 +45,8 @@ def write_corpus(path, seed=0, multi_piece=False, bert_format=True):
                 for _ in range(3):
                     words.insert(
                         rng.randrange(len(words) + 1),
-                        rng.choice(["xaa", "xdd"]) + "".join(
-                            rng.choice(["bb", "cc", "ee"]) for _ in range(rng.randint(1, 3))
-                        ),
+                        rng.choice(["xaa", "xdd"])
+                        + "".join(rng.choice(["bb", "cc", "ee"]) for _ in range(rng.randint(1, 3))),
                     )
             words[0] = words[0].capitalize()  # lets "lines" corpora split sentences
             sentences.append(" ".join(words) + " .")
@@ -94,23 +89,29 @@ def originals(ex):
 
 
 def test_contract_shapes_and_dtypes(corpus):
-    ds = data.pretraining_dataset(corpus, VOCAB, batch_size=4, max_seq_length=32,
-                                  max_predictions_per_seq=5)
+    ds = data.pretraining_dataset(corpus, VOCAB, batch_size=4, max_seq_length=32, max_predictions_per_seq=5)
     features, labels, weights = ds.element_spec
     assert {k: (v.dtype, v.shape.as_list()) for k, v in features.items()} == {
-        "token_ids": (tf.int32, [4, 32]), "segment_ids": (tf.int32, [4, 32]),
-        "padding_mask": (tf.bool, [4, 32]), "mask_positions": (tf.int32, [4, 5]),
+        "token_ids": (tf.int32, [4, 32]),
+        "segment_ids": (tf.int32, [4, 32]),
+        "padding_mask": (tf.bool, [4, 32]),
+        "mask_positions": (tf.int32, [4, 5]),
     }
     assert {k: (v.dtype, v.shape.as_list()) for k, v in labels.items()} == {
-        "mlm": (tf.int32, [4, 5]), "nsp": (tf.int32, [4])}
+        "mlm": (tf.int32, [4, 5]),
+        "nsp": (tf.int32, [4]),
+    }
     assert {k: (v.dtype, v.shape.as_list()) for k, v in weights.items()} == {
-        "mlm": (tf.float32, [4, 5]), "nsp": (tf.float32, [4])}
+        "mlm": (tf.float32, [4, 5]),
+        "nsp": (tf.float32, [4]),
+    }
 
 
 def test_segments_nsp_pairs_and_lengths(corpus):
     L = 32
-    ds = data.pretraining_dataset(corpus, VOCAB, batch_size=16, max_seq_length=L,
-                                  num_epochs=1, drop_remainder=False, dupe_factor=4, seed=3)
+    ds = data.pretraining_dataset(
+        corpus, VOCAB, batch_size=16, max_seq_length=L, num_epochs=1, drop_remainder=False, dupe_factor=4, seed=3
+    )
     ex = collect(ds)
     tokens = originals(ex)
     cls, sep, pad = (VOCAB.index(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
@@ -159,8 +160,7 @@ def test_nsp_balance_and_pairing_from_instances(tmp_path):
 
 
 def test_masking_rates_and_special_tokens(corpus):
-    ds = data.pretraining_dataset(corpus, VOCAB, batch_size=64, max_seq_length=48,
-                                  max_predictions_per_seq=12, seed=11)
+    ds = data.pretraining_dataset(corpus, VOCAB, batch_size=64, max_seq_length=48, max_predictions_per_seq=12, seed=11)
     ex = collect(ds, batches=40)  # 2560 sequences, ~6 epochs of the corpus
     tokens, orig = ex["tokens"], originals(ex)
     special = np.isin(orig, list(SPECIAL_IDS))
@@ -195,9 +195,15 @@ def test_masking_rates_and_special_tokens(corpus):
 
 @pytest.mark.parametrize("whole_word", [True, False])
 def test_whole_word_masking(corpus, whole_word):
-    ds = data.pretraining_dataset(corpus, VOCAB, batch_size=64, max_seq_length=48,
-                                  max_predictions_per_seq=12, whole_word_masking=whole_word,
-                                  seed=4)
+    ds = data.pretraining_dataset(
+        corpus,
+        VOCAB,
+        batch_size=64,
+        max_seq_length=48,
+        max_predictions_per_seq=12,
+        whole_word_masking=whole_word,
+        seed=4,
+    )
     ex = collect(ds, batches=10)
     orig = originals(ex)
     selected = np.zeros_like(orig, bool)
@@ -228,8 +234,7 @@ def test_same_seed_same_masks_new_masks_each_epoch(corpus):
     n = len(inst)
 
     def epochs(seed):
-        ds = data.pretraining_dataset(inst, PRE, batch_size=n, max_seq_length=32,
-                                      num_epochs=2, seed=seed)
+        ds = data.pretraining_dataset(inst, PRE, batch_size=n, max_seq_length=32, num_epochs=2, seed=seed)
         both = collect(ds)
         return [{k: v[e * n : (e + 1) * n] for k, v in both.items()} for e in range(2)]
 
@@ -239,10 +244,7 @@ def test_same_seed_same_masks_new_masks_each_epoch(corpus):
             np.testing.assert_array_equal(a[key], b[key])
 
     def masks_by_instance(ex):
-        return {
-            originals(ex)[i].tobytes(): ex["positions"][i][ex["weights"][i] > 0].tobytes()
-            for i in range(n)
-        }
+        return {originals(ex)[i].tobytes(): ex["positions"][i][ex["weights"][i] > 0].tobytes() for i in range(n)}
 
     e0, e1 = masks_by_instance(first[0]), masks_by_instance(first[1])
     assert e0.keys() == e1.keys() and len(e0) == n  # each epoch is one pass
@@ -260,22 +262,18 @@ def test_sharding_resume_and_iterator_checkpoint(corpus, tmp_path):
     # Two shards with half the batch each cover the same global batches,
     # with identical masks (masks are keyed on the global example index).
     shards = [
-        collect(data.pretraining_dataset(inst, PRE, 4, num_shards=2, shard_index=k, **kwargs),
-                batches=6)
+        collect(data.pretraining_dataset(inst, PRE, 4, num_shards=2, shard_index=k, **kwargs), batches=6)
         for k in range(2)
     ]
-    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1,
-                                         num_replicas_in_sync=2)
-    via_context = collect(data.pretraining_dataset(inst, PRE, 8, input_context=context,
-                                                   **kwargs), batches=6)
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1, num_replicas_in_sync=2)
+    via_context = collect(data.pretraining_dataset(inst, PRE, 8, input_context=context, **kwargs), batches=6)
     for key in full:
         interleaved = np.empty_like(full[key])
         interleaved[0::2], interleaved[1::2] = shards[0][key], shards[1][key]
         np.testing.assert_array_equal(interleaved, full[key])
         np.testing.assert_array_equal(via_context[key], shards[1][key])
     # start_example resumes the stream mid-way.
-    resumed = collect(data.pretraining_dataset(inst, PRE, 8, start_example=16, **kwargs),
-                      batches=4)
+    resumed = collect(data.pretraining_dataset(inst, PRE, 8, start_example=16, **kwargs), batches=4)
     for key in full:
         np.testing.assert_array_equal(resumed[key], full[key][16:])
     # The iterator itself is checkpointable (no Python state in the pipeline).
@@ -291,13 +289,18 @@ def test_reading_formats_and_sentence_splitting(tmp_path):
     bert = tmp_path / "bert.txt"
     bert.write_text("First sentence.\nSecond one.\n\n\nOther doc.\n")
     lines = tmp_path / "lines.txt"
-    lines.write_text("Mr. Smith went home . He slept! \"Quoted\" next. 3 dogs ran.\nShort doc\n")
+    lines.write_text('Mr. Smith went home . He slept! "Quoted" next. 3 dogs ran.\nShort doc\n')
     assert data.read_documents(str(bert)) == [["First sentence.", "Second one."], ["Other doc."]]
     assert data.read_documents(str(lines)) == [
-        ["Mr. Smith went home .", "He slept!", "\"Quoted\" next.", "3 dogs ran."], ["Short doc"]]
+        ["Mr. Smith went home .", "He slept!", '"Quoted" next.', "3 dogs ran."],
+        ["Short doc"],
+    ]
     # Forcing a format overrides detection; globs and lists work.
     assert data.read_documents(str(bert), input_format="lines") == [
-        ["First sentence."], ["Second one."], ["Other doc."]]
+        ["First sentence."],
+        ["Second one."],
+        ["Other doc."],
+    ]
     assert len(data.read_documents([str(tmp_path / "*.txt")])) == 4
     assert data.split_sentences("今天下雨。我们在家！好") == ["今天下雨。", "我们在家！", "好"]
     with pytest.raises(ValueError, match="at least two"):
@@ -314,10 +317,13 @@ def test_holdout_split_is_disjoint_and_fixed(tmp_path):
     assert len(held) == 3 and len(train) == 9
     assert not {tuple(d) for d in train} & {tuple(d) for d in held}
     assert data.split_holdout(docs, 0.25) == (train, held)
-    inst = data.build_instances(str(path), VOCAB, max_seq_length=32, holdout_fraction=0.25,
-                                split="heldout")
-    held_docs = {doc_of(int(t)) for d in held for s in d for t in
-                 BertPreprocessor(VOCAB).tokenize(tf.constant([s])).flat_values.numpy()} - {None}
+    inst = data.build_instances(str(path), VOCAB, max_seq_length=32, holdout_fraction=0.25, split="heldout")
+    held_docs = {
+        doc_of(int(t))
+        for d in held
+        for s in d
+        for t in BertPreprocessor(VOCAB).tokenize(tf.constant([s])).flat_values.numpy()
+    } - {None}
     seen = {doc_of(int(t)) for t in np.concatenate([inst.a_values, inst.b_values])} - {None}
     assert seen == held_docs
 
@@ -333,8 +339,7 @@ def test_wikitext_pipeline_real_corpus():
     assert len(inst) > 3000 and abs(labels.mean() - 0.5) < 0.01
     assert (inst.a_documents[labels == 1] != inst.b_documents[labels == 1]).all()
     assert (np.diff(inst.a_splits) + np.diff(inst.b_splits)).max() <= 125
-    ds = data.pretraining_dataset(inst, pre, batch_size=64, max_seq_length=128,
-                                  whole_word_masking=True, seed=0)
+    ds = data.pretraining_dataset(inst, pre, batch_size=64, max_seq_length=128, whole_word_masking=True, seed=0)
     iterator = iter(ds)
     next(iterator)  # warm up (tracing, prefetch threads)
     start = time.perf_counter()
@@ -345,5 +350,7 @@ def test_wikitext_pipeline_real_corpus():
     special = np.isin(originals(ex), pre.special_token_ids)
     rate = (ex["weights"] > 0).sum() / (~special).sum()
     assert 0.13 < rate < 0.16, rate
-    print(f"\nwikitext2 test: {len(inst)} instances built in {build_seconds:.1f}s; "
-          f"pipeline {examples_per_second:.0f} examples/s (L=128, batch 64, whole-word)")
+    print(
+        f"\nwikitext2 test: {len(inst)} instances built in {build_seconds:.1f}s; "
+        f"pipeline {examples_per_second:.0f} examples/s (L=128, batch 64, whole-word)"
+    )

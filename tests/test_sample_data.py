@@ -32,8 +32,13 @@ def dev():
 
 
 def test_files_present_and_small():
-    paths = [sample.TRAIN_PATH, sample.DEV_PATH, sample.VOCAB_PATH,
-             sample.SAMPLE_DIR / "README.md", sample.SAMPLE_DIR / "generate.py"]
+    paths = [
+        sample.TRAIN_PATH,
+        sample.DEV_PATH,
+        sample.VOCAB_PATH,
+        sample.SAMPLE_DIR / "README.md",
+        sample.SAMPLE_DIR / "generate.py",
+    ]
     for path in paths:
         assert path.is_file(), path
     data_bytes = sum(p.stat().st_size for p in paths[:3])
@@ -69,8 +74,7 @@ def test_sentences_are_clean_short_text(train, dev):
 def test_label_needs_more_than_single_words(train):
     # Negation, contrast and scores are in there: the same word appears
     # under both labels often enough that no word is a lookup.
-    joined = {label: " ".join(s.lower() for s, l in train if l == label)
-              for label in sample.LABELS}
+    joined = {label: " ".join(s.lower() for s, l in train if l == label) for label in sample.LABELS}
     for phrase in ("not", "but", "recommend", "bad", "great"):
         assert phrase in joined["negative"].split() or f" {phrase} " in joined["negative"]
         assert phrase in joined["positive"].split() or f" {phrase} " in joined["positive"]

@@ -70,8 +70,12 @@ class EchoModel(tf.Module):
 class PairModel(tf.Module):
     """serving_default(text, weight) -> joined, scaled = length * weight; negative weight -> model error."""
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
-                                  tf.TensorSpec([None], tf.float32, name="weight")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="text"),
+            tf.TensorSpec([None], tf.float32, name="weight"),
+        ]
+    )
     def serve(self, text, weight):
         checked = tf.debugging.assert_non_negative(weight, message="weight must be >= 0")
         with tf.control_dependencies([checked]):
@@ -110,18 +114,20 @@ def config_server(models, tmp_path_factory):
     config.write_text(f"""
 model_config_list {{
   config {{
-    name: "echo" base_path: "{models / 'echo'}" model_platform: "tensorflow"
+    name: "echo" base_path: "{models / "echo"}" model_platform: "tensorflow"
     model_version_policy {{ all {{}} }}
     version_labels {{ key: "stable" value: 1 }}
     version_labels {{ key: "canary" value: 2 }}
   }}
-  config {{ name: "pair" base_path: "{models / 'pair'}" model_platform: "tensorflow" }}
-  config {{ name: "growing" base_path: "{models / 'growing'}" model_platform: "tensorflow" }}
+  config {{ name: "pair" base_path: "{models / "pair"}" model_platform: "tensorflow" }}
+  config {{ name: "growing" base_path: "{models / "growing"}" model_platform: "tensorflow" }}
 }}
 """)
-    with running_server(model_config_file=config, rest_api=True,
-                        extra_args=["--file_system_poll_wait_seconds", "0.5",
-                                    "--model_config_file_poll_wait_seconds", "0.5"]) as server:
+    with running_server(
+        model_config_file=config,
+        rest_api=True,
+        extra_args=["--file_system_poll_wait_seconds", "0.5", "--model_config_file_poll_wait_seconds", "0.5"],
+    ) as server:
         server.config_path = config
         yield server
 
@@ -129,9 +135,11 @@ model_config_list {{
 @pytest.fixture(scope="module")
 def single_server(models):
     batching = REPO_ROOT / "serving" / "batching_parameters.txt"
-    with running_server(model_base_path=models / "echo", model_name="default",
-                        extra_args=["--enable_batching", "--batching_parameters_file", str(batching),
-                                    "--grpc_max_threads", "4"]) as server:
+    with running_server(
+        model_base_path=models / "echo",
+        model_name="default",
+        extra_args=["--enable_batching", "--batching_parameters_file", str(batching), "--grpc_max_threads", "4"],
+    ) as server:
         yield server
 
 
@@ -192,8 +200,9 @@ def assert_echo_v1(outputs, texts):
 
 # ----------------------------------------------------------------------------------- flags (no TF)
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "kerasbert.serve", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "kerasbert.serve", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_unknown_flag_is_one_line_error_exit_2():
@@ -243,8 +252,7 @@ def test_output_filter_and_named_signature(config_server):
 
 
 def test_two_input_model(config_server):
-    _, out = predict(config_server, "pair", {"text": ["ab", "abcd"],
-                                             "weight": np.array([0.5, 2.0], np.float32)})
+    _, out = predict(config_server, "pair", {"text": ["ab", "abcd"], "weight": np.array([0.5, 2.0], np.float32)})
     assert [j.decode() for j in out["joined"]] == ["ab#", "abcd#"]
     np.testing.assert_allclose(out["scaled"], [1.0, 8.0])
 
@@ -272,21 +280,42 @@ BAD_REQUESTS = {
     "unknown model": (dict(model="nope", inputs={"text": ["a"]}), grpc.StatusCode.NOT_FOUND, "nope"),
     "unknown version": (dict(model="echo", inputs={"text": ["a"]}, version=9), grpc.StatusCode.NOT_FOUND, "9"),
     "unknown label": (dict(model="echo", inputs={"text": ["a"]}, label="beta"), grpc.StatusCode.NOT_FOUND, "beta"),
-    "unknown signature": (dict(model="echo", inputs={"text": ["a"]}, signature="nah"), grpc.StatusCode.NOT_FOUND,
-                          "nah"),
+    "unknown signature": (
+        dict(model="echo", inputs={"text": ["a"]}, signature="nah"),
+        grpc.StatusCode.NOT_FOUND,
+        "nah",
+    ),
     "missing input": (dict(model="pair", inputs={"text": ["a"]}), grpc.StatusCode.INVALID_ARGUMENT, "weight"),
-    "extra input": (dict(model="echo", inputs={"text": ["a"], "text_pair": ["b"]}),
-                    grpc.StatusCode.INVALID_ARGUMENT, "text_pair"),
-    "wrong dtype": (dict(model="echo", inputs={"text": np.array([1.0], np.float32)}),
-                    grpc.StatusCode.INVALID_ARGUMENT, "input 'text' expects dtype string but got float32"),
-    "wrong rank": (dict(model="echo", inputs={"text": [["a", "b"]]}), grpc.StatusCode.INVALID_ARGUMENT,
-                   "input 'text' expects rank 1"),
-    "batch mismatch": (dict(model="pair", inputs={"text": ["a", "b"], "weight": np.array([1.0], np.float32)}),
-                       grpc.StatusCode.INVALID_ARGUMENT, "mismatched batch sizes"),
-    "model rejects value": (dict(model="pair", inputs={"text": ["a"], "weight": np.array([-1.0], np.float32)}),
-                            grpc.StatusCode.INVALID_ARGUMENT, "weight must be >= 0"),
-    "unknown output": (dict(model="echo", inputs={"text": ["a"]}, output_filter=["logits"]),
-                       grpc.StatusCode.INVALID_ARGUMENT, "logits"),
+    "extra input": (
+        dict(model="echo", inputs={"text": ["a"], "text_pair": ["b"]}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "text_pair",
+    ),
+    "wrong dtype": (
+        dict(model="echo", inputs={"text": np.array([1.0], np.float32)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'text' expects dtype string but got float32",
+    ),
+    "wrong rank": (
+        dict(model="echo", inputs={"text": [["a", "b"]]}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "input 'text' expects rank 1",
+    ),
+    "batch mismatch": (
+        dict(model="pair", inputs={"text": ["a", "b"], "weight": np.array([1.0], np.float32)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "mismatched batch sizes",
+    ),
+    "model rejects value": (
+        dict(model="pair", inputs={"text": ["a"], "weight": np.array([-1.0], np.float32)}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "weight must be >= 0",
+    ),
+    "unknown output": (
+        dict(model="echo", inputs={"text": ["a"]}, output_filter=["logits"]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "logits",
+    ),
 }
 
 
@@ -338,8 +367,11 @@ def test_new_version_is_picked_up_and_old_one_unloaded(config_server, models):
 def test_rest_status_metadata_and_predict(config_server):
     code, body = rest(config_server, "/v1/models/echo/versions/1")
     assert code == 200
-    assert body == {"model_version_status": [
-        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    assert body == {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
     code, body = rest(config_server, "/v1/models/echo/labels/canary/metadata")
     assert code == 200 and body["model_spec"]["version"] == "2"
     sig = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
@@ -349,34 +381,43 @@ def test_rest_status_metadata_and_predict(config_server):
     code, body = rest(config_server, "/v1/models/echo/versions/1:predict", {"instances": texts})
     assert code == 200
     assert body == {"predictions": [{"length": len(t), "upper": t.upper(), "words": len(t.split())} for t in texts]}
-    code, body = rest(config_server, "/v1/models/echo:predict", {"signature_name": "serving_default",
-                                                                 "inputs": {"text": texts}})
+    code, body = rest(
+        config_server, "/v1/models/echo:predict", {"signature_name": "serving_default", "inputs": {"text": texts}}
+    )
     assert code == 200 and body["outputs"]["length"] == [len(t) + 1000 for t in texts]
-    code, body = rest(config_server, "/v1/models/pair:predict",
-                      {"instances": [{"text": "ab", "weight": 3}, {"text": {"b64": "YWJj"}, "weight": 0.5}]})
+    code, body = rest(
+        config_server,
+        "/v1/models/pair:predict",
+        {"instances": [{"text": "ab", "weight": 3}, {"text": {"b64": "YWJj"}, "weight": 0.5}]},
+    )
     assert code == 200 and body["predictions"] == [{"joined": "ab#", "scaled": 6.0}, {"joined": "abc#", "scaled": 1.5}]
 
 
-@pytest.mark.parametrize("path, body, code, needle", [
-    ("/v1/models/nope", None, 404, "nope"),
-    ("/v1/models/echo/versions/9:predict", {"instances": ["a"]}, 404, "9"),
-    ("/v1/models/echo:predict", {"instances": [1, 2]}, 400, "input 'text'"),
-    ("/v1/models/pair:predict", {"inputs": {"text": ["a"]}}, 400, "weight"),
-    ("/v1/models/pair:predict", {"instances": [{"text": "a", "weight": -1}]}, 400, "weight must be >= 0"),
-    ("/v1/models/echo:predict", {"nothing": 1}, 400, "instances"),
-    ("/v1/models/echo:classify", {"examples": []}, 501, "classify"),
-])
+@pytest.mark.parametrize(
+    "path, body, code, needle",
+    [
+        ("/v1/models/nope", None, 404, "nope"),
+        ("/v1/models/echo/versions/9:predict", {"instances": ["a"]}, 404, "9"),
+        ("/v1/models/echo:predict", {"instances": [1, 2]}, 400, "input 'text'"),
+        ("/v1/models/pair:predict", {"inputs": {"text": ["a"]}}, 400, "weight"),
+        ("/v1/models/pair:predict", {"instances": [{"text": "a", "weight": -1}]}, 400, "weight must be >= 0"),
+        ("/v1/models/echo:predict", {"nothing": 1}, 400, "instances"),
+        ("/v1/models/echo:classify", {"examples": []}, 501, "classify"),
+    ],
+)
 def test_rest_errors(config_server, path, body, code, needle):
     got_code, got = rest(config_server, path, body)
     assert got_code == code and set(got) == {"error"} and needle in got["error"], got
     assert rest(config_server, "/v1/models/echo/versions/1:predict", {"instances": ["ok"]})[1] == {
-        "predictions": [{"length": 2, "upper": "OK", "words": 1}]}
+        "predictions": [{"length": 2, "upper": "OK", "words": 1}]
+    }
 
 
 def test_edited_config_file_is_applied(config_server, models):
     text = config_server.config_path.read_text()
     config_server.config_path.write_text(
-        text.rstrip().rstrip("}") + f'  config {{ name: "pair2" base_path: "{models / "pair"}" }}\n}}\n')
+        text.rstrip().rstrip("}") + f'  config {{ name: "pair2" base_path: "{models / "pair"}" }}\n}}\n'
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -413,8 +454,10 @@ def test_reload_config_swaps_models_at_runtime(single_server, models):
     err = rpc_error(reload, 'model_config_list { config { name: "x" base_path: "/does/not/exist" } }')
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "/does/not/exist" in err.details()
     assert status(single_server, "pair") == {1: AVAILABLE}  # a rejected config changes nothing
-    reload(f'model_config_list {{ config {{ name: "default" base_path: "{models / "echo"}" '
-           f'model_version_policy {{ specific {{ versions: 1 }} }} }} }}')
+    reload(
+        f'model_config_list {{ config {{ name: "default" base_path: "{models / "echo"}" '
+        f"model_version_policy {{ specific {{ versions: 1 }} }} }} }}"
+    )
     assert status(single_server, "default") == {1: AVAILABLE}
 
 

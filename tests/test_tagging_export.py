@@ -15,18 +15,29 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from kerasbert import contract
-from kerasbert.export.tagging import TagScheme
-from kerasbert.export.tagging import decode_iob2
-from kerasbert.export.tagging import tagging_serving_fns
-from kerasbert.preprocessing.bert_preprocessor import SPECIAL_TOKENS
-from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
+from kerasbert.export.tagging import TagScheme, decode_iob2, tagging_serving_fns
+from kerasbert.preprocessing.bert_preprocessor import SPECIAL_TOKENS, BertPreprocessor
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 # The fake model tags each WordPiece by its id alone.
 TAG_OF = {
-    "john": "B-PER", "mary": "B-PER", "smith": "I-PER", "cafe": "B-PER", "muller": "I-PER",
-    "ｊｏｈｎ": "B-PER", "paris": "B-LOC", "new": "B-LOC", "york": "I-LOC", "北": "B-LOC",
-    "京": "I-LOC", "acme": "B-ORG", "ａｃｍｅ": "B-ORG", "corp": "I-ORG", "##er": "I-PER", "##s": "I-LOC", "inc": "I-ORG",
+    "john": "B-PER",
+    "mary": "B-PER",
+    "smith": "I-PER",
+    "cafe": "B-PER",
+    "muller": "I-PER",
+    "ｊｏｈｎ": "B-PER",
+    "paris": "B-LOC",
+    "new": "B-LOC",
+    "york": "I-LOC",
+    "北": "B-LOC",
+    "京": "I-LOC",
+    "acme": "B-ORG",
+    "ａｃｍｅ": "B-ORG",
+    "corp": "I-ORG",
+    "##er": "I-PER",
+    "##s": "I-LOC",
+    "inc": "I-ORG",
 }
 VOCAB = list(SPECIAL_TOKENS) + sorted(TAG_OF) + ["the", "went", "to", "and", "in", "i", "❤", ".", ",", "##a"]
 SEQUENCE_LENGTH = 6  # windows of 4 tokens, so short texts already need several
@@ -67,9 +78,7 @@ def endpoints():
     pre = BertPreprocessor(VOCAB, sequence_length=SEQUENCE_LENGTH)
     model = fake_tagger()
     fns = tagging_serving_fns(pre, model, TAGS)
-    traced = {
-        name: tf.function(fn, input_signature=signature) for name, (fn, signature) in fns.items()
-    }
+    traced = {name: tf.function(fn, input_signature=signature) for name, (fn, signature) in fns.items()}
     return pre, model, traced
 
 
@@ -89,14 +98,19 @@ def entities(endpoints, texts):
     """Per text: [(label, start, end, text), ...] from serving_default, checking
     the padding and that each entity text is `text[start:end]`."""
     out = as_lists(endpoints[2][contract.SERVING_DEFAULT](tf.constant(texts, tf.string)))
-    assert sorted(out) == sorted(contract.signatures_for(contract.TOKEN_CLASSIFICATION)[
-        contract.SERVING_DEFAULT].outputs)
+    assert sorted(out) == sorted(
+        contract.signatures_for(contract.TOKEN_CLASSIFICATION)[contract.SERVING_DEFAULT].outputs
+    )
     found = []
     for i, text in enumerate(texts):
         n = out[contract.NUM_ENTITIES][i]
         row = [
-            (out[contract.ENTITY_LABELS][i][j], out[contract.ENTITY_STARTS][i][j],
-             out[contract.ENTITY_ENDS][i][j], out[contract.ENTITY_TEXTS][i][j])
+            (
+                out[contract.ENTITY_LABELS][i][j],
+                out[contract.ENTITY_STARTS][i][j],
+                out[contract.ENTITY_ENDS][i][j],
+                out[contract.ENTITY_TEXTS][i][j],
+            )
             for j in range(n)
         ]
         for _, start, end, entity_text in row:
@@ -121,16 +135,21 @@ def span(text, piece, label, occurrence=0):
 
 
 CASES = {
-    "two types": ("John Smith went to Paris .",
-                  [("John Smith", "PER"), ("Paris", "LOC")]),
-    "adjacent same type B B": ("Mary John Paris Paris",
-                               [("Mary", "PER"), ("John", "PER"), ("Paris", "LOC"), ("Paris", "LOC", 1)]),
+    "two types": ("John Smith went to Paris .", [("John Smith", "PER"), ("Paris", "LOC")]),
+    "adjacent same type B B": (
+        "Mary John Paris Paris",
+        [("Mary", "PER"), ("John", "PER"), ("Paris", "LOC"), ("Paris", "LOC", 1)],
+    ),
     "I after O starts an entity": ("the smith went", [("smith", "PER")]),
     "I at the start of a text": ("smith and john", [("smith", "PER"), ("john", "PER")]),
-    "I of another type starts an entity": ("Paris smith , Acme york", [
-        ("Paris", "LOC"), ("smith", "PER"), ("Acme", "ORG"), ("york", "LOC")]),
-    "multi-word": ("to John Smith Smith and New York in Acme Corp Inc", [
-        ("John Smith Smith", "PER"), ("New York", "LOC"), ("Acme Corp Inc", "ORG")]),
+    "I of another type starts an entity": (
+        "Paris smith , Acme york",
+        [("Paris", "LOC"), ("smith", "PER"), ("Acme", "ORG"), ("york", "LOC")],
+    ),
+    "multi-word": (
+        "to John Smith Smith and New York in Acme Corp Inc",
+        [("John Smith Smith", "PER"), ("New York", "LOC"), ("Acme Corp Inc", "ORG")],
+    ),
     # "york ##s": the word's tag is its first token's, the span ends after ##s
     "multi-token word": ("in New Yorks .", [("New Yorks", "LOC")]),
     # the ##er continuation's own I-PER never starts or changes anything
@@ -138,8 +157,7 @@ CASES = {
     # windows of 4 tokens: entities in the second and third window, one
     # across a window boundary, a word split by one
     "second window": ("the the the the Mary went to Paris", [("Mary", "PER"), ("Paris", "LOC")]),
-    "across windows": ("the the the John Smith and New York Yorks", [
-        ("John Smith", "PER"), ("New York Yorks", "LOC")]),
+    "across windows": ("the the the John Smith and New York Yorks", [("John Smith", "PER"), ("New York Yorks", "LOC")]),
     "word split by a window": ("the the the Yorks", [("Yorks", "LOC")]),
     "accents": ("Café Müller went to Paris", [("Café Müller", "PER"), ("Paris", "LOC")]),
     "decomposed accents and case": ("CAFE\u0301 MU\u0308LLER", [("CAFE\u0301 MU\u0308LLER", "PER")]),
@@ -147,10 +165,11 @@ CASES = {
     "CJK": ("我爱北京天安门 and 北京", [("北京", "LOC"), ("北京", "LOC", 1)]),
     "full-width": ("ＪＯＨＮ Smith in Paris", [("ＪＯＨＮ Smith", "PER"), ("Paris", "LOC")]),
     "control characters": ("Jo\u200bhn\x00 Smith\x7f went", [("Jo\u200bhn\x00 Smith", "PER")]),
-    "spaces tabs newlines": ("  New \t\n York  went\tto\n\nParis ", [
-        ("New \t\n York", "LOC"), ("Paris", "LOC")]),
-    "mixed": ("\tCafé\u200b Müller ❤️  北京, ＡＣＭＥ Corp", [
-        ("Café\u200b Müller", "PER"), ("北京", "LOC"), ("ＡＣＭＥ Corp", "ORG")]),
+    "spaces tabs newlines": ("  New \t\n York  went\tto\n\nParis ", [("New \t\n York", "LOC"), ("Paris", "LOC")]),
+    "mixed": (
+        "\tCafé\u200b Müller ❤️  北京, ＡＣＭＥ Corp",
+        [("Café\u200b Müller", "PER"), ("北京", "LOC"), ("ＡＣＭＥ Corp", "ORG")],
+    ),
     "no entities": ("the went to the", []),
     "empty": ("", []),
     "whitespace only": (" \t\n  ", []),
@@ -204,17 +223,22 @@ def test_empty_batch_and_batches_without_entities(endpoints):
 def test_tokens_signature(endpoints):
     text = "the Café Yorker\u200b Paris"
     out = as_lists(endpoints[2][contract.TOKENS_SIGNATURE](tf.constant([text, "mary"])))
-    assert sorted(out) == sorted(contract.signatures_for(contract.TOKEN_CLASSIFICATION)[
-        contract.TOKENS_SIGNATURE].outputs)
+    assert sorted(out) == sorted(
+        contract.signatures_for(contract.TOKEN_CLASSIFICATION)[contract.TOKENS_SIGNATURE].outputs
+    )
     tokens = ["the", "cafe", "york", "##er", "paris"]
     assert out[contract.TOKENS] == [tokens, ["mary", "", "", "", ""]]
     assert out[contract.TOKEN_LABELS][0] == [probability_of(t)[0] for t in tokens]
-    np.testing.assert_allclose(out[contract.TOKEN_PROBABILITIES][0], [probability_of(t)[1] for t in tokens],
-                               rtol=1e-5)
+    np.testing.assert_allclose(out[contract.TOKEN_PROBABILITIES][0], [probability_of(t)[1] for t in tokens], rtol=1e-5)
     assert out[contract.TOKEN_PROBABILITIES][1][1:] == [0.0] * 4
     assert out[contract.TOKEN_LABELS][1][1:] == [""] * 4
     assert [text[s:e] for s, e in zip(out[contract.TOKEN_STARTS][0], out[contract.TOKEN_ENDS][0])] == [
-        "the", "Café", "York", "er", "Paris"]
+        "the",
+        "Café",
+        "York",
+        "er",
+        "Paris",
+    ]
     assert out[contract.TOKEN_STARTS][1] == [0, -1, -1, -1, -1]
     assert out[contract.TOKEN_ENDS][1] == [4, -1, -1, -1, -1]
 
@@ -242,8 +266,32 @@ def reference_entities(tokens, starts, ends, labels, text):
 
 def test_random_texts_match_a_python_decoder(endpoints):
     rng = np.random.default_rng(3)
-    words = ["John", "Mary", "Smith", "Café", "Müller", "Paris", "New", "York", "Yorks", "Yorker", "北",
-             "京", "Acme", "Corp", "Inc", "the", "went", "to", "and", "❤️", ",", "ＪＯＨＮ", "zzz", "Yorka"]
+    words = [
+        "John",
+        "Mary",
+        "Smith",
+        "Café",
+        "Müller",
+        "Paris",
+        "New",
+        "York",
+        "Yorks",
+        "Yorker",
+        "北",
+        "京",
+        "Acme",
+        "Corp",
+        "Inc",
+        "the",
+        "went",
+        "to",
+        "and",
+        "❤️",
+        ",",
+        "ＪＯＨＮ",
+        "zzz",
+        "Yorka",
+    ]
     separators = [" ", " ", " ", "  ", "\t", "\n", "\u200b ", ""]
     texts = []
     for _ in range(300):
@@ -252,8 +300,13 @@ def test_random_texts_match_a_python_decoder(endpoints):
     found, _ = entities(endpoints, texts)
     tokens = as_lists(endpoints[2][contract.TOKENS_SIGNATURE](tf.constant(texts)))
     for i, text in enumerate(texts):
-        expected = reference_entities(tokens[contract.TOKENS][i], tokens[contract.TOKEN_STARTS][i],
-                                      tokens[contract.TOKEN_ENDS][i], tokens[contract.TOKEN_LABELS][i], text)
+        expected = reference_entities(
+            tokens[contract.TOKENS][i],
+            tokens[contract.TOKEN_STARTS][i],
+            tokens[contract.TOKEN_ENDS][i],
+            tokens[contract.TOKEN_LABELS][i],
+            text,
+        )
         assert found[i] == expected, text
     assert sum(len(f) for f in found) > 500
 
@@ -282,8 +335,13 @@ def tiny_bert_tagger(vocabulary_size, num_tags):
 
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=vocabulary_size, num_layers=1, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=SEQUENCE_LENGTH, dropout=0.0,
+        vocabulary_size=vocabulary_size,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=SEQUENCE_LENGTH,
+        dropout=0.0,
     )
     logits = keras.layers.Dense(num_tags)(backbone(backbone.input)["sequence_output"])
     return keras.Model(backbone.input, logits)
@@ -302,7 +360,7 @@ def test_windows_with_a_real_encoder_match_running_each_window():
         ids = pre.tokenize(tf.constant([text]))[0].numpy().tolist()
         probabilities = []
         for w in range(0, len(ids), WINDOW):
-            window = [pre.cls_id] + ids[w:w + WINDOW] + [pre.sep_id]
+            window = [pre.cls_id] + ids[w : w + WINDOW] + [pre.sep_id]
             features = {
                 "token_ids": tf.constant([window], tf.int32),
                 "segment_ids": tf.zeros([1, len(window)], tf.int32),
@@ -391,7 +449,9 @@ def test_exports_reload_in_a_fresh_process_with_identical_outputs(tmp_path):
 
     proc = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, json.dumps(EXPORT_TEXTS)] + [str(tmp_path / n) for n in models],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True,
+        text=True,
+        timeout=240,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

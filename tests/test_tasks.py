@@ -36,8 +36,12 @@ def test_config_round_trip_keeps_what_prepare_learned(tmp_path):
     again = ClassificationTask.from_config(config)
     assert again == task and again.class_names == ["negative", "positive"]
     assert again.display_names == ["bad", "good"]
-    assert again.metadata() == {"class_names": ["bad", "good"], "labels": ["negative", "positive"],
-                                "text_pair": False, "pooling": "mean"}
+    assert again.metadata() == {
+        "class_names": ["bad", "good"],
+        "labels": ["negative", "positive"],
+        "text_pair": False,
+        "pooling": "mean",
+    }
     pair = RegressionTask(text_column="a", text_pair_column="b", label_column="s")
     assert pair.text_pair and RegressionTask.from_config(pair.get_config()) == pair
     emb = EmbeddingTask(pooling="max", layer=-2)
@@ -81,10 +85,17 @@ def test_programmatic_finetune_without_argparse(tmp_path):
 
     train = write_polarity_task(tmp_path / "train.tsv", 64, seed=5)
     config = FinetuneConfig(
-        task=ClassificationTask(label_names=["neg", "pos"]), train_file=str(train),
-        dev_file=str(train), vocab=str(SAMPLE_VOCAB), sequence_length=16, epochs=1,
-        batch_size=16, output_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "exports"),
-        model_name="api", verbose=0,
+        task=ClassificationTask(label_names=["neg", "pos"]),
+        train_file=str(train),
+        dev_file=str(train),
+        vocab=str(SAMPLE_VOCAB),
+        sequence_length=16,
+        epochs=1,
+        batch_size=16,
+        output_dir=str(tmp_path / "run"),
+        export_dir=str(tmp_path / "exports"),
+        model_name="api",
+        verbose=0,
     )
     result = finetune(config)
     assert isinstance(result, FinetuneResult)
@@ -111,10 +122,15 @@ def test_programmatic_finetune_without_argparse(tmp_path):
 def test_resume_check_names_what_differs():
     from kerasbert.training.finetune import _differences
 
-    spec = {"task": "classification", "task_config": {"class_names": ["a", "b"]},
-            "encoder": {"class_name": "GeluBertBackbone",
-                        "config": {"num_layers": 2, "hidden_dim": 128, "dropout": 0.1, "name": "x"}},
-            "sequence_length": 16}
+    spec = {
+        "task": "classification",
+        "task_config": {"class_names": ["a", "b"]},
+        "encoder": {
+            "class_name": "GeluBertBackbone",
+            "config": {"num_layers": 2, "hidden_dim": 128, "dropout": 0.1, "name": "x"},
+        },
+        "sequence_length": 16,
+    }
     same = json.loads(json.dumps(spec))
     same["encoder"]["config"].update(dropout=0.3, name="y")  # not the architecture
     assert _differences(spec, same) == []
@@ -122,7 +138,9 @@ def test_resume_check_names_what_differs():
     other.update(task="regression", sequence_length=32)
     other["encoder"]["config"]["hidden_dim"] = 256
     assert _differences(spec, other) == [
-        "task classification -> regression", "encoder hidden_dim 128 -> 256", "sequence_length 16 -> 32"
+        "task classification -> regression",
+        "encoder hidden_dim 128 -> 256",
+        "sequence_length 16 -> 32",
     ]
 
 

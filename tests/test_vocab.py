@@ -12,14 +12,32 @@ import pytest
 import tensorflow as tf
 
 from conftest import shared_path
-from kerasbert import cli
-from kerasbert import train
-from kerasbert.preprocessing import SPECIAL_TOKENS
-from kerasbert.preprocessing import BertPreprocessor
+from kerasbert import cli, train
+from kerasbert.preprocessing import SPECIAL_TOKENS, BertPreprocessor
 from kerasbert.preprocessing import vocab as vocab_lib
 
-STEMS = ["walk", "talk", "jump", "play", "read", "paint", "climb", "open", "call", "help",
-         "work", "look", "train", "cook", "clean", "dance", "fish", "kick", "pull", "push"]
+STEMS = [
+    "walk",
+    "talk",
+    "jump",
+    "play",
+    "read",
+    "paint",
+    "climb",
+    "open",
+    "call",
+    "help",
+    "work",
+    "look",
+    "train",
+    "cook",
+    "clean",
+    "dance",
+    "fish",
+    "kick",
+    "pull",
+    "push",
+]
 SUFFIXES = ["", "s", "ed", "ing", "er", "ers"]
 CJK = "我们今天天气很好学习中文非常有意思的朋友北京大学"
 
@@ -87,8 +105,7 @@ def test_cli_writes_vocab_and_rejects_bad_flags(tmp_path, capsys):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(sentences(2, 300)) + "\n")
     out = tmp_path / "out" / "vocab.txt"
-    code = train.main(["vocab", "--input_files", str(corpus), "--output_file", str(out),
-                       "--vocab_size", "120"])
+    code = train.main(["vocab", "--input_files", str(corpus), "--output_file", str(out), "--vocab_size", "120"])
     assert code == 0
     tokens = out.read_text().splitlines()
     assert tokens[:5] == list(SPECIAL_TOKENS) and len(tokens) <= 120

@@ -77,9 +77,7 @@ def split_sentences(text):
     for match in _SENTENCE_END.finditer(text):
         before = text[start : match.start()].rsplit(None, 1)
         last_word = before[-1].lower() if before else ""
-        if match.group(0)[0] == "." and (
-            last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha())
-        ):
+        if match.group(0)[0] == "." and (last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha())):
             continue
         sentence = text[start : match.end()].strip()
         if sentence:
@@ -125,9 +123,7 @@ def read_documents(files, input_format="auto"):
     [['One.', 'Two.'], ['Three.']]
     """
     if input_format not in INPUT_FORMATS:
-        raise ValueError(
-            f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}"
-        )
+        raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
     documents = []
     for path in _expand_files(files):
         with tf.io.gfile.GFile(path, "r") as f:
@@ -138,9 +134,7 @@ def read_documents(files, input_format="auto"):
         if fmt == "auto":
             fmt = "bert" if "" in lines else "lines"
         if fmt == "lines":
-            documents.extend(
-                doc for doc in (split_sentences(line) for line in lines) if doc
-            )
+            documents.extend(doc for doc in (split_sentences(line) for line in lines) if doc)
             continue
         document = []
         for line in lines + [""]:
@@ -214,9 +208,7 @@ class PretrainingInstances:
 
     def segment(self, index, which="a"):
         """Token ids of segment A or B of instance `index`."""
-        values, splits = (
-            (self.a_values, self.a_splits) if which == "a" else (self.b_values, self.b_splits)
-        )
+        values, splits = (self.a_values, self.a_splits) if which == "a" else (self.b_values, self.b_splits)
         return values[splits[index] : splits[index + 1]]
 
 
@@ -291,9 +283,7 @@ def _document_instances(documents, doc_index, max_seq_length, short_seq_prob, rn
         i += 1
 
 
-def create_instances(
-    documents, max_seq_length=128, short_seq_prob=0.1, dupe_factor=1, seed=0
-):
+def create_instances(documents, max_seq_length=128, short_seq_prob=0.1, dupe_factor=1, seed=0):
     """Cuts tokenized documents into NSP sentence-pair instances.
 
     Args:
@@ -351,9 +341,14 @@ def create_instances(
     a_values, a_splits = ragged(a)
     b_values, b_splits = ragged(b)
     return PretrainingInstances(
-        a_values, a_splits, b_values, b_splits,
-        np.asarray(labels, np.int32), np.asarray(a_docs, np.int32),
-        np.asarray(b_docs, np.int32), int(max_seq_length),
+        a_values,
+        a_splits,
+        b_values,
+        b_splits,
+        np.asarray(labels, np.int32),
+        np.asarray(a_docs, np.int32),
+        np.asarray(b_docs, np.int32),
+        int(max_seq_length),
     )
 
 
@@ -398,9 +393,7 @@ def build_instances(
         train, heldout = split_holdout(documents, holdout_fraction)
         documents = train if split == "train" else heldout
     tokenized = tokenize_documents(documents, preprocessor)
-    return create_instances(
-        tokenized, max_seq_length, short_seq_prob, dupe_factor, seed
-    )
+    return create_instances(tokenized, max_seq_length, short_seq_prob, dupe_factor, seed)
 
 
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -446,10 +439,10 @@ def _keyed_permutation(index, seed, key, max_index):
     """
     index = tf.cast(index, tf.int64)
     key = tf.broadcast_to(tf.cast(key, tf.int64), tf.shape(index))
-    seeds = tf.stack([tf.fill(tf.shape(index), tf.constant(seed, tf.int64)), key,
-                      tf.zeros_like(index)], axis=1)
+    seeds = tf.stack([tf.fill(tf.shape(index), tf.constant(seed, tf.int64)), key, tf.zeros_like(index)], axis=1)
     return tf.raw_ops.RandomIndexShuffle(
-        index=index, seed=seeds,
+        index=index,
+        seed=seeds,
         max_index=tf.fill(tf.shape(index), tf.constant(max_index, tf.int64)),
     )
 
@@ -511,9 +504,7 @@ class DynamicMasker:
         self.mask_id = int(mask_id)
         self._is_special = tf.constant([i in special for i in range(len(vocabulary))])
         self._is_continuation = tf.constant([t.startswith("##") for t in vocabulary])
-        self._random_ids = tf.constant(
-            [i for i in range(len(vocabulary)) if i not in special], tf.int32
-        )
+        self._random_ids = tf.constant([i for i in range(len(vocabulary)) if i not in special], tf.int32)
 
     def _uniform(self, length, seed, row_keys, stream):
         """`[rows, length]` floats in [0, 1), a function of (seed, key, stream, col)."""
@@ -556,9 +547,7 @@ class DynamicMasker:
         order = tf.argsort(score, axis=1, stable=True)  # word starts first
         ordered_start = tf.gather(word_start, order, batch_dims=1)
         ordered_word = tf.gather(word_id, order, batch_dims=1)
-        ordered_len = tf.where(
-            ordered_start, tf.gather(word_len, tf.maximum(ordered_word, 0), batch_dims=1), 0
-        )
+        ordered_len = tf.where(ordered_start, tf.gather(word_len, tf.maximum(ordered_word, 0), batch_dims=1), 0)
         taken = ordered_start & (tf.cumsum(ordered_len, axis=1) <= num_to_predict[:, None])
         # Mark the chosen words, then their tokens.
         chosen_words = tf.scatter_nd(
@@ -569,9 +558,7 @@ class DynamicMasker:
             tf.reshape(tf.cast(taken, tf.int32), [-1]),
             [rows, length],
         )
-        selected = candidate & (
-            tf.gather(chosen_words, tf.maximum(word_id, 0), batch_dims=1) > 0
-        )
+        selected = candidate & (tf.gather(chosen_words, tf.maximum(word_id, 0), batch_dims=1) > 0)
         # Corrupt: [MASK] / random token / unchanged.
         random_ids = tf.gather(
             self._random_ids,
@@ -594,9 +581,7 @@ class DynamicMasker:
         weights = tf.gather(selected, first, batch_dims=1)
         pad = [[0, 0], [0, self.max_predictions - width]]
         mask_positions = tf.pad(tf.where(weights, first, 0), pad)
-        labels = tf.pad(
-            tf.where(weights, tf.gather(token_ids, first, batch_dims=1), 0), pad
-        )
+        labels = tf.pad(tf.where(weights, tf.gather(token_ids, first, batch_dims=1), 0), pad)
         return {
             "token_ids": corrupted,
             "mask_positions": tf.cast(mask_positions, tf.int32),
@@ -687,15 +672,20 @@ def pretraining_dataset(
         instances = source
         if instances.max_seq_length != max_seq_length:
             raise ValueError(
-                f"instances were built for max_seq_length={instances.max_seq_length}, "
-                f"not {max_seq_length}"
+                f"instances were built for max_seq_length={instances.max_seq_length}, not {max_seq_length}"
             )
     else:
         instances = build_instances(
-            source, preprocessor, lowercase=lowercase, max_seq_length=max_seq_length,
-            short_seq_prob=short_seq_prob, dupe_factor=dupe_factor,
-            input_format=input_format, holdout_fraction=holdout_fraction,
-            split=split, seed=seed,
+            source,
+            preprocessor,
+            lowercase=lowercase,
+            max_seq_length=max_seq_length,
+            short_seq_prob=short_seq_prob,
+            dupe_factor=dupe_factor,
+            input_format=input_format,
+            holdout_fraction=holdout_fraction,
+            split=split,
+            seed=seed,
         )
     if max_predictions_per_seq is None:
         max_predictions_per_seq = default_max_predictions(max_seq_length, masked_lm_prob)
@@ -706,8 +696,13 @@ def pretraining_dataset(
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index {shard_index} not in [0, {num_shards})")
     masker = DynamicMasker(
-        preprocessor.vocabulary, preprocessor.special_token_ids, preprocessor.mask_id,
-        max_predictions_per_seq, masked_lm_prob, mask_token_rate, random_token_rate,
+        preprocessor.vocabulary,
+        preprocessor.special_token_ids,
+        preprocessor.mask_id,
+        max_predictions_per_seq,
+        masked_lm_prob,
+        mask_token_rate,
+        random_token_rate,
         whole_word_masking,
     )
     n = len(instances)

@@ -65,10 +65,7 @@ def _column_index(spec, header, path, flag):
             "header (--no_header); give a 0-based index instead"
         )
     if spec not in header:
-        raise TableError(
-            f"{flag}={spec!r}: no such column in {path}; columns are "
-            f"{header} (or give a 0-based index)"
-        )
+        raise TableError(f"{flag}={spec!r}: no such column in {path}; columns are {header} (or give a 0-based index)")
     return header.index(spec)
 
 
@@ -105,8 +102,7 @@ def read_examples(path, columns=None, fmt="auto", header=True, require_labels=Tr
             reader = csv.reader(f)
         try:
             # (line number, row): the line a row ends on, for error messages.
-            rows = [(reader.line_num, row) for row in reader
-                    if row and any(cell.strip() for cell in row)]
+            rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
         except (csv.Error, UnicodeDecodeError) as e:
             raise TableError(f"cannot parse {path} as {fmt}: {e} (try --format)") from e
     head = None
@@ -159,9 +155,7 @@ def class_names_from_labels(labels, given=None):
         names = [n.strip() for n in given]
         unknown = sorted(set(labels) - set(names))
         if unknown:
-            raise TableError(
-                f"labels {unknown[:5]} are not in --labels {names}"
-            )
+            raise TableError(f"labels {unknown[:5]} are not in --labels {names}")
         return names
     distinct = set(labels)
     if all(label.lstrip("-").isdigit() for label in distinct):
@@ -176,8 +170,7 @@ def encode_labels(labels, task, class_names=None):
             return np.asarray([float(label) for label in labels], dtype=np.float32)
         except ValueError as e:
             raise TableError(
-                f"regression labels must be numbers ({e}); check --label_column "
-                "or use --task classification"
+                f"regression labels must be numbers ({e}); check --label_column or use --task classification"
             ) from e
     index = {name: i for i, name in enumerate(class_names)}
     unknown = sorted({label for label in labels if label not in index})

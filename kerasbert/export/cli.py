@@ -51,39 +51,52 @@ def build_parser(prog="python -m kerasbert.export"):
         description="Export a BERT checkpoint as a TF Serving SavedModel that takes raw text "
         "(<export_dir>/<model_name>/<version>/, written atomically).",
         epilog=EXAMPLES,
-        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
-            prog, max_help_position=30
-        ),
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=30),
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--init_checkpoint",
-                        help="checkpoint folder: Hugging Face BERT (config.json + model.safetensors/"
-                        "pytorch_model.bin + vocab.txt), Google TF1 (bert_config.json + "
-                        "bert_model.ckpt.* + vocab.txt), a keras-hub preset folder, or a kerasbert "
-                        "pretrain output (<output_dir>/pretrained); the format is detected")
-    source.add_argument("--run_dir",
-                        help="a fine-tuning run folder (python -m kerasbert.train's --output_dir, "
-                        "default runs/<model_name>): re-export it from its run.json and weights")
-    p.add_argument("--mode", default=MODES[0], choices=MODES,
-                   help="what to make of --init_checkpoint; embedding: text -> sentence vectors "
-                   f"(default: {MODES[0]})")
+    source.add_argument(
+        "--init_checkpoint",
+        help="checkpoint folder: Hugging Face BERT (config.json + model.safetensors/"
+        "pytorch_model.bin + vocab.txt), Google TF1 (bert_config.json + "
+        "bert_model.ckpt.* + vocab.txt), a keras-hub preset folder, or a kerasbert "
+        "pretrain output (<output_dir>/pretrained); the format is detected",
+    )
+    source.add_argument(
+        "--run_dir",
+        help="a fine-tuning run folder (python -m kerasbert.train's --output_dir, "
+        "default runs/<model_name>): re-export it from its run.json and weights",
+    )
+    p.add_argument(
+        "--mode",
+        default=MODES[0],
+        choices=MODES,
+        help=f"what to make of --init_checkpoint; embedding: text -> sentence vectors (default: {MODES[0]})",
+    )
     for mode in MODES:  # each mode's own flags (only embedding so far)
         e = p.add_argument_group(mode)
         get_task(mode).add_arguments(e)
-    e.add_argument("--sequence_length", type=int, default=None,
-                   help="max tokens per sentence incl. [CLS]/[SEP]; longer text is truncated "
-                   "(default: 128, or the model's max positions if fewer)")
+    e.add_argument(
+        "--sequence_length",
+        type=int,
+        default=None,
+        help="max tokens per sentence incl. [CLS]/[SEP]; longer text is truncated "
+        "(default: 128, or the model's max positions if fewer)",
+    )
     o = p.add_argument_group("output")
-    o.add_argument("--export_dir", default="exports",
-                   help="TF Serving base folder; writes <export_dir>/<model_name>/<version>/ "
-                   "(default: exports)")
-    o.add_argument("--model_name", default=None,
-                   help="served model name (default: the checkpoint folder's name, or the "
-                   "run's --model_name)")
-    o.add_argument("--version", type=int, default=None,
-                   help="version number (default: one more than the newest present)")
-    o.add_argument("--json", action="store_true",
-                   help="print a JSON summary (path, metadata, seconds) instead of text")
+    o.add_argument(
+        "--export_dir",
+        default="exports",
+        help="TF Serving base folder; writes <export_dir>/<model_name>/<version>/ (default: exports)",
+    )
+    o.add_argument(
+        "--model_name",
+        default=None,
+        help="served model name (default: the checkpoint folder's name, or the run's --model_name)",
+    )
+    o.add_argument(
+        "--version", type=int, default=None, help="version number (default: one more than the newest present)"
+    )
+    o.add_argument("--json", action="store_true", help="print a JSON summary (path, metadata, seconds) instead of text")
     return p
 
 
@@ -115,11 +128,17 @@ def _check_args(args):
         if not os.path.isdir(args.run_dir):
             raise cli.UsageError(f"--run_dir: no such folder: {args.run_dir}")
         # The run fixes its own task, preprocessing and model.
-        for flag, default in (("sequence_length", None), ("pooling", "mean"), ("layer", -1),
-                              ("l2_normalize", False), ("jit_compile", False)):
+        for flag, default in (
+            ("sequence_length", None),
+            ("pooling", "mean"),
+            ("layer", -1),
+            ("l2_normalize", False),
+            ("jit_compile", False),
+        ):
             if getattr(args, flag) != default:
-                raise cli.UsageError(f"--{flag} is for --init_checkpoint; a --run_dir export "
-                                     "is configured by its run.json")
+                raise cli.UsageError(
+                    f"--{flag} is for --init_checkpoint; a --run_dir export is configured by its run.json"
+                )
         return None
     if args.pooling == "pooled" and args.layer < -1:
         # (A positive --layer is checked against the model's depth later.)
@@ -156,8 +175,13 @@ def _export_run(args):
         run = finetune.load_run(args.run_dir)
         name = _model_name(args, run_model_name(args.run_dir))
         path = export_task(
-            run.task, run.preprocessor, run.model, args.export_dir, name,
-            version=args.version, extra=finetune.run_export_extra(args.run_dir),
+            run.task,
+            run.preprocessor,
+            run.model,
+            args.export_dir,
+            name,
+            version=args.version,
+            extra=finetune.run_export_extra(args.run_dir),
         )
     except FileExistsError as e:
         raise cli.UsageError(f"--version: {e}") from e
@@ -229,8 +253,10 @@ def main(args):
             f"{', XLA' if meta['jit_compile'] else ''}"
         )
     if not args.json:
-        print(f"serve it: python -m kerasbert.serve --model_base_path "
-              f"{os.path.dirname(path)} --model_name {os.path.basename(os.path.dirname(path))}")
+        print(
+            f"serve it: python -m kerasbert.serve --model_base_path "
+            f"{os.path.dirname(path)} --model_name {os.path.basename(os.path.dirname(path))}"
+        )
     return 0
 
 

@@ -102,8 +102,7 @@ def check_compatible(backbone, preprocessor):
     max_length = getattr(backbone, "max_sequence_length", None)
     if max_length is not None and preprocessor.sequence_length > max_length:
         raise ValueError(
-            f"sequence_length {preprocessor.sequence_length} is longer than the "
-            f"encoder's position table ({max_length})"
+            f"sequence_length {preprocessor.sequence_length} is longer than the encoder's position table ({max_length})"
         )
     if preprocessor.vocabulary_size > backbone.vocabulary_size:
         # (Fewer is fine: some checkpoints pad the embedding table.)
@@ -161,16 +160,12 @@ def export_embedder(
     from kerasbert.tasks.embedding import EmbeddingTask
 
     check_compatible(backbone, preprocessor)
-    task = EmbeddingTask(pooling=pooling, layer=layer, l2_normalize=l2_normalize,
-                         jit_compile=jit_compile)
+    task = EmbeddingTask(pooling=pooling, layer=layer, l2_normalize=l2_normalize, jit_compile=jit_compile)
     model = task.build_model(backbone)
-    return export_task(task, preprocessor, model, export_dir, model_name, version=version,
-                       extra=metadata)
+    return export_task(task, preprocessor, model, export_dir, model_name, version=version, extra=metadata)
 
 
-def export_checkpoint_embedder(
-    init_checkpoint, export_dir, model_name, sequence_length=None, metadata=None, **options
-):
+def export_checkpoint_embedder(init_checkpoint, export_dir, model_name, sequence_length=None, metadata=None, **options):
     """Loads a checkpoint (any format `load_checkpoint` reads) and exports it.
 
     Args:
@@ -209,6 +204,4 @@ def export_checkpoint_embedder(
         "hidden_activation": checkpoint.hidden_activation,
     }
     meta.update(metadata or {})
-    return export_embedder(
-        checkpoint.backbone, preprocessor, export_dir, model_name, metadata=meta, **options
-    )
+    return export_embedder(checkpoint.backbone, preprocessor, export_dir, model_name, metadata=meta, **options)

@@ -69,8 +69,7 @@ def export_metadata(task, preprocessor, extra=None):
     meta = contract.ExportMetadata(
         task=task.name,
         signatures={
-            name: signature.as_dict()
-            for name, signature in contract.signatures_for(task.name, task.text_pair).items()
+            name: signature.as_dict() for name, signature in contract.signatures_for(task.name, task.text_pair).items()
         },
         preprocessing={
             "sequence_length": int(preprocessor.sequence_length),
@@ -135,13 +134,9 @@ def export_task(task, preprocessor, model, export_dir, model_name, version=None,
     endpoints = dict(task.serving_endpoints(preprocessor, model))
     expected = set(contract.signatures_for(task.name, task.text_pair)) - {contract.METADATA_SIGNATURE}
     if set(endpoints) != expected:
-        raise ValueError(
-            f"task {task.name!r} serves {sorted(endpoints)}, the contract says {sorted(expected)}"
-        )
+        raise ValueError(f"task {task.name!r} serves {sorted(endpoints)}, the contract says {sorted(expected)}")
     metadata = export_metadata(task, preprocessor, extra)
-    endpoints[contract.METADATA_SIGNATURE] = metadata_endpoint(
-        json.dumps(metadata, ensure_ascii=False, sort_keys=True)
-    )
+    endpoints[contract.METADATA_SIGNATURE] = metadata_endpoint(json.dumps(metadata, ensure_ascii=False, sort_keys=True))
     try:
         return write_versioned(
             export_dir,

@@ -76,9 +76,7 @@ class TagScheme:
                 continue
             prefix, _, name = tag.partition("-")
             if prefix not in ("B", "I") or not name:
-                raise ValueError(
-                    f"tag {tag!r} is not IOB2: tags are 'O', 'B-<type>' or 'I-<type>'"
-                )
+                raise ValueError(f"tag {tag!r} is not IOB2: tags are 'O', 'B-<type>' or 'I-<type>'")
             if name not in types:
                 types.append(name)
             type_ids.append(types.index(name))
@@ -224,12 +222,8 @@ def tagging_serving_fns(preprocessor, model, tags):
         entity_rows = tf.boolean_mask(word_rows, opens)
         entity_types = tf.gather(tf.constant(scheme.type_ids, tf.int64), tf.boolean_mask(word_tags, opens))
         entity_starts = tf.boolean_mask(word_begin, opens)
-        entity_ends = tf.math.unsorted_segment_max(
-            tf.boolean_mask(word_end, inside), members, num_entities
-        )
-        entity_scores = tf.math.unsorted_segment_mean(
-            tf.boolean_mask(word_probability, inside), members, num_entities
-        )
+        entity_ends = tf.math.unsorted_segment_max(tf.boolean_mask(word_end, inside), members, num_entities)
+        entity_scores = tf.math.unsorted_segment_mean(tf.boolean_mask(word_probability, inside), members, num_entities)
         entity_texts = tf.strings.substr(
             tf.gather(text, entity_rows), entity_starts, entity_ends - entity_starts, unit="UTF8_CHAR"
         )

@@ -1,9 +1,6 @@
 """The BERT encoder, its sizes, and importing pretrained checkpoints."""
 
-from kerasbert.modeling.encoder import ENCODER_SIZES
-from kerasbert.modeling.encoder import EncoderSize
-from kerasbert.modeling.encoder import build_encoder
-from kerasbert.modeling.encoder import encoder_config
+from kerasbert.modeling.encoder import ENCODER_SIZES, EncoderSize, build_encoder, encoder_config
 from kerasbert.modeling.gelu_backbone import GeluBertBackbone  # registers the class
 
 # `kerasbert.modeling.checkpoints` (load_checkpoint, detect_format) is imported

@@ -46,8 +46,7 @@ import re
 
 import numpy as np
 
-from kerasbert.modeling.gelu_backbone import HF_HIDDEN_ACT
-from kerasbert.modeling.gelu_backbone import GeluBertBackbone
+from kerasbert.modeling.gelu_backbone import HF_HIDDEN_ACT, GeluBertBackbone
 
 FORMATS = ("huggingface", "google_tf1", "keras_hub")
 
@@ -76,12 +75,12 @@ _HEAD_SOURCES = {
 }
 
 _REQUIREMENTS = (
-    "- huggingface: config.json with \"model_type\": \"bert\", model.safetensors "
+    '- huggingface: config.json with "model_type": "bert", model.safetensors '
     "(or model.safetensors.index.json, or pytorch_model.bin) and vocab.txt\n"
     "- google_tf1: bert_config.json, bert_model.ckpt.index + "
     "bert_model.ckpt.data-* and vocab.txt\n"
     "- keras_hub: config.json with a serialised keras-hub backbone "
-    "(\"class_name\"/\"config\"), model.weights.h5 and tokenizer.json + "
+    '("class_name"/"config"), model.weights.h5 and tokenizer.json + '
     "assets/tokenizer/vocabulary.txt"
 )
 
@@ -133,9 +132,7 @@ def _read_json(path):
 
 def _looks_like_preset_name(path):
     path = os.fspath(path)
-    return "://" in path or (
-        not os.path.exists(path) and re.fullmatch(r"[A-Za-z0-9_.-]+", path) is not None
-    )
+    return "://" in path or (not os.path.exists(path) and re.fullmatch(r"[A-Za-z0-9_.-]+", path) is not None)
 
 
 def detect_format(path):
@@ -176,7 +173,7 @@ def detect_format(path):
         if config["model_type"] != "bert":
             raise ValueError(
                 f"{path}/config.json has model_type {config['model_type']!r}; "
-                "only BERT (model_type \"bert\") checkpoints can be loaded"
+                'only BERT (model_type "bert") checkpoints can be loaded'
             )
         if _hf_weight_file(path) is None:
             raise ValueError(
@@ -193,8 +190,7 @@ def detect_format(path):
         present = []
     raise ValueError(
         f"{path} is not a BERT checkpoint folder we can read (it has: "
-        f"{', '.join(present) or 'nothing'}). Supported formats need:\n"
-        + _REQUIREMENTS
+        f"{', '.join(present) or 'nothing'}). Supported formats need:\n" + _REQUIREMENTS
     )
 
 
@@ -223,8 +219,16 @@ def _float32(array):
 
 
 _SAFETENSORS_DTYPES = {
-    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8",
-    "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?",
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "BF16": "<u2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U8": "u1",
+    "BOOL": "?",
 }
 
 
@@ -245,10 +249,10 @@ def read_safetensors(file):
         raise ValueError(f"{file} is not a safetensors file (too short)")
     size = int.from_bytes(data[:8], "little")
     try:
-        header = json.loads(data[8:8 + size])
+        header = json.loads(data[8 : 8 + size])
     except ValueError as e:
         raise ValueError(f"{file} is not a safetensors file: {e}") from e
-    body = memoryview(data)[8 + size:]
+    body = memoryview(data)[8 + size :]
     arrays = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -272,8 +276,7 @@ def _read_pytorch_bin(file):
             "torch), or convert the checkpoint to model.safetensors"
         ) from e
     state = torch.load(file, map_location="cpu", weights_only=True)
-    return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
-            for k, v in state.items()}
+    return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy() for k, v in state.items()}
 
 
 def read_hf_weights(path):
@@ -299,10 +302,7 @@ def read_hf_weights(path):
     """
     file = _hf_weight_file(path)
     if file is None:
-        raise ValueError(
-            f"{path} has no model.safetensors, model.safetensors.index.json or "
-            "pytorch_model.bin"
-        )
+        raise ValueError(f"{path} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
     if file.endswith(".index.json"):
         shards = sorted(set(_read_json(file)["weight_map"].values()))
         raw = {}
@@ -326,7 +326,7 @@ def _canonical_hf_names(raw, source):
     weights = {}
     for name, value in raw.items():
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
         name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
         name = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
         weights[name] = _float32(value)
@@ -396,10 +396,7 @@ def read_tf1_weights(prefix):
         value = _float32(reader.get_tensor(name))
         weights[hf] = value.T if transpose else value
     if _ANCHOR not in weights:
-        raise ValueError(
-            f"{prefix} has no variable bert/embeddings/word_embeddings; is it "
-            "a Google BERT checkpoint?"
-        )
+        raise ValueError(f"{prefix} has no variable bert/embeddings/word_embeddings; is it a Google BERT checkpoint?")
     return weights
 
 
@@ -430,8 +427,7 @@ class _ArrayLoader:
                 self.missing_pooler = True
                 return
             raise ValueError(
-                f"{self.source}: tensor '{hf_weight_key}' is missing (names are "
-                "shown without their 'bert.' prefix)"
+                f"{self.source}: tensor '{hf_weight_key}' is missing (names are shown without their 'bert.' prefix)"
             )
         tensor = self.get_tensor(hf_weight_key)
         shape = list(keras_variable.shape)
@@ -471,10 +467,7 @@ def _backbone_from_config(config, hidden_activation, source):
 def _hidden_activation(config, source, tanh_gelu):
     act = config.get("hidden_act", "gelu")
     if act not in HF_HIDDEN_ACT:
-        raise ValueError(
-            f"{source}: hidden_act {act!r} is not supported; use one of "
-            f"{sorted(HF_HIDDEN_ACT)}"
-        )
+        raise ValueError(f"{source}: hidden_act {act!r} is not supported; use one of {sorted(HF_HIDDEN_ACT)}")
     act = HF_HIDDEN_ACT[act]
     # Google's TF1 `modeling.gelu` is the tanh approximation despite its name.
     return "gelu_approximate" if tanh_gelu and act == "gelu" else act
@@ -485,19 +478,13 @@ def _port(weights, config, hidden_activation, source):
 
     vocab = weights[_ANCHOR].shape[0]
     if config.get("vocab_size", vocab) != vocab:
-        raise ValueError(
-            f"{source}: config vocab_size {config['vocab_size']} != "
-            f"{vocab} rows of {_ANCHOR}"
-        )
+        raise ValueError(f"{source}: config vocab_size {config['vocab_size']} != {vocab} rows of {_ANCHOR}")
     backbone = _backbone_from_config(config, hidden_activation, source)
     loader = _ArrayLoader(weights, source)
     convert_bert.convert_weights(backbone, loader, config)
     if loader.missing_pooler:
         logger.warning("%s has no pooler weights; pooled_dense keeps its random init", source)
-    unused = sorted(
-        k for k in weights
-        if k not in loader.used and not k.startswith("cls.") and not _IGNORED.search(k)
-    )
+    unused = sorted(k for k in weights if k not in loader.used and not k.startswith("cls.") and not _IGNORED.search(k))
     if unused:
         logger.warning("%s: %d tensors not used: %s", source, len(unused), unused[:8])
     return backbone
@@ -603,8 +590,7 @@ def _load_converted(path, fmt, hidden_activation):
 
 def _load_keras_hub(path, hidden_activation):
     import keras_hub
-    from keras_hub.src.utils.preset_utils import get_file
-    from keras_hub.src.utils.preset_utils import load_json
+    from keras_hub.src.utils.preset_utils import get_file, load_json
 
     backbone = keras_hub.models.BertBackbone.from_preset(path)
     activation = getattr(backbone, "hidden_activation", "gelu_approximate")

@@ -13,7 +13,6 @@ import dataclasses
 
 from kerasbert.modeling.gelu_backbone import GeluBertBackbone
 
-
 # BERT's shape rule (google-research/bert's size table, Hugging Face's
 # `BertConfig`): one attention head per 64 hidden units, a feed-forward layer
 # 4x as wide as the hidden size. The one place it is written down.
@@ -93,10 +92,7 @@ def encoder_config(size="tiny", vocabulary_size=30522, **overrides):
     elif size in ENCODER_SIZES:
         base = ENCODER_SIZES[size]
     else:
-        raise ValueError(
-            f"unknown encoder size {size!r}; choose one of "
-            f"{', '.join(ENCODER_SIZES)} or 'custom'"
-        )
+        raise ValueError(f"unknown encoder size {size!r}; choose one of {', '.join(ENCODER_SIZES)} or 'custom'")
     base = EncoderSize(
         overrides.get("num_layers", base.num_layers),
         overrides.get("hidden_dim", base.hidden_dim),
@@ -113,13 +109,10 @@ def encoder_config(size="tiny", vocabulary_size=30522, **overrides):
     )
     config.update(overrides)
     if config["hidden_dim"] % config["num_heads"]:
-        hint = "" if "num_heads" in overrides else (
-            f" (num_heads defaults to hidden_dim // {HEAD_SIZE}; give num_heads)"
+        hint = (
+            "" if "num_heads" in overrides else (f" (num_heads defaults to hidden_dim // {HEAD_SIZE}; give num_heads)")
         )
-        raise ValueError(
-            f"hidden_dim {config['hidden_dim']} is not divisible by "
-            f"num_heads {config['num_heads']}{hint}"
-        )
+        raise ValueError(f"hidden_dim {config['hidden_dim']} is not divisible by num_heads {config['num_heads']}{hint}")
     return config
 
 

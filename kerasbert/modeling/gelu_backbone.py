@@ -57,10 +57,7 @@ def set_hidden_activation(backbone, hidden_activation):
     >>> set_hidden_activation(bb, "gelu")
     """
     if hidden_activation not in HIDDEN_ACTIVATIONS:
-        raise ValueError(
-            f"hidden_activation must be one of {sorted(HIDDEN_ACTIVATIONS)}, "
-            f"got {hidden_activation!r}"
-        )
+        raise ValueError(f"hidden_activation must be one of {sorted(HIDDEN_ACTIVATIONS)}, got {hidden_activation!r}")
     fn = HIDDEN_ACTIVATIONS[hidden_activation]
     for block in backbone.transformer_layers:
         block.activation = fn

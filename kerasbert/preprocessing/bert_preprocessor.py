@@ -128,14 +128,9 @@ class BertPreprocessor(keras.layers.Layer):
         kwargs.setdefault("dtype", "int32")
         super().__init__(**kwargs)
         if truncation not in TRUNCATION_STRATEGIES:
-            raise ValueError(
-                f"truncation must be one of {sorted(TRUNCATION_STRATEGIES)}, "
-                f"got {truncation!r}"
-            )
+            raise ValueError(f"truncation must be one of {sorted(TRUNCATION_STRATEGIES)}, got {truncation!r}")
         if int(sequence_length) < 3:
-            raise ValueError(
-                f"sequence_length must be at least 3, got {sequence_length}"
-            )
+            raise ValueError(f"sequence_length must be at least 3, got {sequence_length}")
         self.vocabulary = load_vocabulary(vocabulary)
         self.lowercase = bool(lowercase)
         self.sequence_length = int(sequence_length)
@@ -211,9 +206,7 @@ class BertPreprocessor(keras.layers.Layer):
         num_units = tf.reduce_sum(tf.cast(opens, tf.int64))
         normalized = self.normalize(tf.strings.unsorted_segment_join(flat, unit, num_units))
         first = tf.boolean_mask(position, opens)
-        kept_min = tf.math.unsorted_segment_min(
-            tf.where(dropped, tf.int64.max, position), unit, num_units
-        )
+        kept_min = tf.math.unsorted_segment_min(tf.where(dropped, tf.int64.max, position), unit, num_units)
         kept_max = tf.math.unsorted_segment_max(
             tf.where(dropped, tf.constant(-1, tf.int64), position + 1), unit, num_units
         )
@@ -266,9 +259,7 @@ class BertPreprocessor(keras.layers.Layer):
         joined = tf.strings.unsorted_segment_join(normalized, unit_rows, batch)
         whole = self.normalize(text)
         same_length = tf.equal(tf.strings.length(whole), tf.strings.length(joined))
-        ids, byte_starts, byte_ends = self._tokenizer.tokenize_with_offsets(
-            tf.where(same_length, whole, joined)
-        )
+        ids, byte_starts, byte_ends = self._tokenizer.tokenize_with_offsets(tf.where(same_length, whole, joined))
         # Cumulative byte ends of the units over the whole batch (monotone), and
         # each row's first byte in that count.
         unit_bytes = tf.cast(tf.strings.length(normalized), tf.int64)
@@ -375,8 +366,7 @@ class BertPreprocessor(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         raise NotImplementedError(
-            "BertPreprocessor runs on strings in tf.data or tf.function, not on "
-            "symbolic Keras inputs"
+            "BertPreprocessor runs on strings in tf.data or tf.function, not on symbolic Keras inputs"
         )
 
     def get_config(self):

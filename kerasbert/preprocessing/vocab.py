@@ -22,8 +22,7 @@ import tensorflow as tf
 from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset as bert_vocab
 
 from kerasbert import cli
-from kerasbert.preprocessing.bert_preprocessor import SPECIAL_TOKENS
-from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
+from kerasbert.preprocessing.bert_preprocessor import SPECIAL_TOKENS, BertPreprocessor
 
 
 def is_cjk_char(char):
@@ -141,13 +140,13 @@ def learn_vocabulary(
     """
     reserved = reserved_tokens(num_unused)
     if vocab_size <= len(reserved):
-        raise ValueError(
-            f"vocab_size {vocab_size} leaves no room after {len(reserved)} reserved tokens"
-        )
+        raise ValueError(f"vocab_size {vocab_size} leaves no room after {len(reserved)} reserved tokens")
     # Only its `normalize` is used; the trie needs one ordinary token.
     normalizer = BertPreprocessor(list(SPECIAL_TOKENS) + ["a"], lowercase=lowercase)
-    texts = _text_dataset(files, texts, max_lines).batch(1024).map(
-        normalizer.normalize, num_parallel_calls=tf.data.AUTOTUNE
+    texts = (
+        _text_dataset(files, texts, max_lines)
+        .batch(1024)
+        .map(normalizer.normalize, num_parallel_calls=tf.data.AUTOTUNE)
     )
     vocab = bert_vocab.bert_vocab_from_dataset(
         texts.prefetch(tf.data.AUTOTUNE),
@@ -192,22 +191,28 @@ def build_parser(prog="python -m kerasbert.train vocab"):
         description="Learn a BERT WordPiece vocab.txt from raw text files "
         "([PAD]=0, [UNK], [CLS], [SEP], [MASK], CJK characters whole).",
     )
-    p.add_argument("--input_files", nargs="+", required=True, metavar="PATH",
-                   help="text files or globs (one sentence, paragraph or document per line)")
-    p.add_argument("--output_file", required=True,
-                   help="where to write vocab.txt (one token per line)")
-    p.add_argument("--vocab_size", type=int, default=30522,
-                   help="target vocabulary size, special tokens included (default 30522)")
-    p.add_argument("--cased", action="store_true",
-                   help="keep case and accents; default uncased (lower case, accents stripped)")
-    p.add_argument("--num_unused", type=int, default=0,
-                   help="[unusedN] slots after the special tokens (default 0)")
-    p.add_argument("--max_unique_chars", type=int, default=1000,
-                   help="alphabet size; raise for CJK-heavy text (default 1000)")
-    p.add_argument("--min_frequency", type=int, default=2,
-                   help="lowest piece frequency the learner may accept (default 2)")
-    p.add_argument("--max_lines", type=int, default=None,
-                   help="learn from at most this many lines (default: all)")
+    p.add_argument(
+        "--input_files",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="text files or globs (one sentence, paragraph or document per line)",
+    )
+    p.add_argument("--output_file", required=True, help="where to write vocab.txt (one token per line)")
+    p.add_argument(
+        "--vocab_size", type=int, default=30522, help="target vocabulary size, special tokens included (default 30522)"
+    )
+    p.add_argument(
+        "--cased", action="store_true", help="keep case and accents; default uncased (lower case, accents stripped)"
+    )
+    p.add_argument("--num_unused", type=int, default=0, help="[unusedN] slots after the special tokens (default 0)")
+    p.add_argument(
+        "--max_unique_chars", type=int, default=1000, help="alphabet size; raise for CJK-heavy text (default 1000)"
+    )
+    p.add_argument(
+        "--min_frequency", type=int, default=2, help="lowest piece frequency the learner may accept (default 2)"
+    )
+    p.add_argument("--max_lines", type=int, default=None, help="learn from at most this many lines (default: all)")
     return p
 
 
@@ -220,13 +225,10 @@ def main(args):
         raise cli.UsageError(f"--num_unused must be >= 0, got {args.num_unused}")
     for pattern in args.input_files:
         if not tf.io.gfile.glob(pattern):
-            raise cli.UsageError(
-                f"--input_files: no such file {pattern!r} (use --input_files PATH ...)"
-            )
+            raise cli.UsageError(f"--input_files: no such file {pattern!r} (use --input_files PATH ...)")
     if args.vocab_size <= len(reserved_tokens(args.num_unused)):
         raise cli.UsageError(
-            f"--vocab_size {args.vocab_size} leaves no room after the special tokens "
-            "and --num_unused slots"
+            f"--vocab_size {args.vocab_size} leaves no room after the special tokens and --num_unused slots"
         )
     start = time.time()
     vocab = learn_vocabulary(
@@ -239,10 +241,7 @@ def main(args):
         max_lines=args.max_lines,
     )
     write_vocabulary(vocab, args.output_file)
-    sample = [
-        line.numpy().decode("utf-8")
-        for line in _text_dataset(args.input_files).take(2000)
-    ]
+    sample = [line.numpy().decode("utf-8") for line in _text_dataset(args.input_files).take(2000)]
     rate = unk_rate(vocab, sample, lowercase=not args.cased) if sample else 0.0
     print(
         f"wrote {args.output_file}: {len(vocab)} tokens "

@@ -8,7 +8,7 @@ integer (e.g. the `.tmp-*` folders exports write atomically) are ignored, as are
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from tensorflow_serving.config import model_server_config_pb2
 

@@ -104,8 +104,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def _unimplemented(self, name):
-        raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                           f"{name} is not implemented by kerasbert.serve; use Predict")
+        raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{name} is not implemented by kerasbert.serve; use Predict")
 
     @_rpc
     def Classify(self, request, context):

@@ -6,8 +6,8 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2
@@ -119,7 +119,10 @@ class ModelManager:
             if not model.warned_empty:
                 _log.warning(
                     "No versions of servable %s found under base path %s (expecting <base path>/<integer "
-                    "version>/saved_model.pb); waiting for versions to appear", cfg.name, cfg.base_path)
+                    "version>/saved_model.pb); waiting for versions to appear",
+                    cfg.name,
+                    cfg.base_path,
+                )
                 model.warned_empty = True
         else:
             model.warned_empty = False
@@ -135,8 +138,14 @@ class ModelManager:
             except Exception as exc:
                 model.failures[version] = model.failures.get(version, 0) + 1
                 first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                _log.error("Loading servable version {name: %s version: %d} failed (attempt %d/%d): %s",
-                           cfg.name, version, model.failures[version], MAX_LOAD_ATTEMPTS, first_line)
+                _log.error(
+                    "Loading servable version {name: %s version: %d} failed (attempt %d/%d): %s",
+                    cfg.name,
+                    version,
+                    model.failures[version],
+                    MAX_LOAD_ATTEMPTS,
+                    first_line,
+                )
                 self._set_status(model, version, State.END, grpc.StatusCode.UNKNOWN, first_line)
                 continue
             with self._lock:
@@ -180,8 +189,9 @@ class ModelManager:
     def _model(self, name: str) -> _Model:
         model = self._models.get(name)
         if model is None:
-            raise not_found(f"Servable not found for request: model '{name}' is not served "
-                            f"(served models: {sorted(self._models)})")
+            raise not_found(
+                f"Servable not found for request: model '{name}' is not served (served models: {sorted(self._models)})"
+            )
         return model
 
     def get_servable(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
@@ -195,8 +205,9 @@ class ModelManager:
             if label:
                 labels = dict(model.config.version_labels)
                 if label not in labels:
-                    raise not_found(f"Unrecognized servable version label: '{label}' for model '{name}' "
-                                    f"(labels: {sorted(labels)})")
+                    raise not_found(
+                        f"Unrecognized servable version label: '{label}' for model '{name}' (labels: {sorted(labels)})"
+                    )
                 version = labels[label]
             if version is None:
                 if not model.loaded:
@@ -204,8 +215,10 @@ class ModelManager:
                 return model.loaded[max(model.loaded)]
             servable = model.loaded.get(version)
             if servable is None:
-                raise not_found(f"Servable not found for request: Specific({name}, {version}); "
-                                f"loaded versions: {sorted(model.loaded)}")
+                raise not_found(
+                    f"Servable not found for request: Specific({name}, {version}); "
+                    f"loaded versions: {sorted(model.loaded)}"
+                )
             return servable
 
     def predict(self, servable: Servable, signature_name: str, inputs: Mapping, output_filter=()) -> dict:

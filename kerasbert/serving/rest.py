@@ -96,14 +96,16 @@ def request_to_inputs(body: dict, signature_def) -> tuple[dict[str, tf.Tensor], 
             for index, instance in enumerate(instances):
                 if set(instance) != set(expected):
                     raise invalid_argument(
-                        f"instance {index} has keys {sorted(instance)}; the signature expects {sorted(expected)}")
+                        f"instance {index} has keys {sorted(instance)}; the signature expects {sorted(expected)}"
+                    )
                 for key, value in instance.items():
                     columns.setdefault(key, []).append(value)
         elif len(expected) == 1:
             columns = {next(iter(expected)): instances}
         else:
-            raise invalid_argument(f"the signature has inputs {sorted(expected)}: each instance must be an "
-                                   "object with these keys")
+            raise invalid_argument(
+                f"the signature has inputs {sorted(expected)}: each instance must be an object with these keys"
+            )
         row = True
     else:
         inputs = body["inputs"]
@@ -176,14 +178,19 @@ class RestApi:
         verb = match["verb"] or ""
         if method == "GET" and verb in ("", "/metadata"):
             if verb == "":
-                return json_format.MessageToDict(fill_status_response(self.manager, spec),
-                                                 always_print_fields_with_no_presence=True,
-                                                 preserving_proto_field_name=True)
+                return json_format.MessageToDict(
+                    fill_status_response(self.manager, spec),
+                    always_print_fields_with_no_presence=True,
+                    preserving_proto_field_name=True,
+                )
             servable = self.manager.get_servable(spec.name, version, match["label"])
             return {
                 "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
-                "metadata": {"signature_def": json_format.MessageToDict(
-                    servable.signature_def_map(), preserving_proto_field_name=True)},
+                "metadata": {
+                    "signature_def": json_format.MessageToDict(
+                        servable.signature_def_map(), preserving_proto_field_name=True
+                    )
+                },
             }
         if method == "POST" and verb == ":predict":
             return self._predict(spec.name, version, match["label"], body)
@@ -205,8 +212,10 @@ class RestApi:
         try:
             outputs = future.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
-            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                               f"predict took longer than --rest_api_timeout_in_ms={int(self.timeout * 1000)}")
+            raise ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"predict took longer than --rest_api_timeout_in_ms={int(self.timeout * 1000)}",
+            ) from None
         return outputs_to_json(outputs, row)
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -77,8 +77,11 @@ def op_error_summary(message: str) -> str:
     'assertion failed: [weight must be >= 0]'
     """
     skip = ("Graph execution error:", "Detected at node", "<stack traces unavailable>")
-    lines = [line.strip() for line in (message or "").splitlines()
-             if line.strip() and not line[:1].isspace() and not line.startswith(skip)]
+    lines = [
+        line.strip()
+        for line in (message or "").splitlines()
+        if line.strip() and not line[:1].isspace() and not line.startswith(skip)
+    ]
     return " ".join(lines)
 
 
@@ -155,7 +158,7 @@ class Servable:
         self.functions = dict(loaded.signatures)
 
     @classmethod
-    def load(cls, name: str, version: int, path: str) -> "Servable":
+    def load(cls, name: str, version: int, path: str) -> Servable:
         """Loads `path` with `tf.saved_model.load` (TF-Text ops registered first)."""
         import_tf_text()
         meta = read_meta_graph(path)
@@ -174,7 +177,7 @@ class Servable:
         name = signature_name or DEFAULT_SIGNATURE
         if name not in self.functions or name not in self.meta_graph.signature_def:
             raise not_found(
-                f"Serving signature name: \"{name}\" not found in signature def of model "
+                f'Serving signature name: "{name}" not found in signature def of model '
                 f"'{self.name}' version {self.version}; available: {sorted(self.functions)}"
             )
         return self.meta_graph.signature_def[name]

@@ -34,19 +34,33 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The flag parser (`--flag value` and `--flag=value` both work, booleans also bare)."""
-    p = _Parser(prog=PROG, allow_abbrev=False,
-                description="TF Serving-compatible gRPC/REST model server for raw-string SavedModels.")
+    p = _Parser(
+        prog=PROG,
+        allow_abbrev=False,
+        description="TF Serving-compatible gRPC/REST model server for raw-string SavedModels.",
+    )
     p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
     p.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 (default) = no REST API")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (ours; default 127.0.0.1, use 0.0.0.0 to listen on all interfaces)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (ours; default 127.0.0.1, use 0.0.0.0 to listen on all interfaces)",
+    )
     p.add_argument("--model_name", default="default", help="model name in single-model mode")
     p.add_argument("--model_base_path", default="", help="folder holding <integer version>/saved_model.pb")
     p.add_argument("--model_config_file", default="", help="text-format ModelServerConfig (several models)")
-    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1,
-                   help="seconds between polls for new/removed versions; <=0 = only at start and on reload")
-    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
-                   help="re-read --model_config_file this often and apply changes; 0 (default) = never")
+    p.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1,
+        help="seconds between polls for new/removed versions; <=0 = only at start and on reload",
+    )
+    p.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=0,
+        help="re-read --model_config_file this often and apply changes; 0 (default) = never",
+    )
     p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
     p.add_argument("--batching_parameters_file", default="", help="text-format BatchingParameters")
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
@@ -87,8 +101,7 @@ def _load_config(args, parser):
             with open(args.model_config_file) as f:
                 text_format.Parse(f.read(), config)
         except text_format.ParseError as exc:
-            parser.error(f"--model_config_file {args.model_config_file} is not a text-format "
-                         f"ModelServerConfig: {exc}")
+            parser.error(f"--model_config_file {args.model_config_file} is not a text-format ModelServerConfig: {exc}")
         try:
             validate_config(config)
         except ServingError as exc:
@@ -147,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         flag = next((u for u in unknown if u.startswith("-")), unknown[0])
         parser.error(f"unknown flag {flag.split('=')[0]} (see --help)")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname).1s %(name)s] %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname).1s %(name)s] %(message)s"
+    )
     config = _load_config(args, parser)
     batching = {}
     if args.batching_parameters_file:
@@ -169,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     slots = None
     if args.enable_batching:
         slots = int(batching.get("num_batch_threads", os.cpu_count() or 1))
-        _log.info("Batching enabled with %s: each request runs as its own batch (no cross-request "
-                  "merging); at most %d signature calls run at once (num_batch_threads)", batching or "defaults",
-                  slots)
+        _log.info(
+            "Batching enabled with %s: each request runs as its own batch (no cross-request "
+            "merging); at most %d signature calls run at once (num_batch_threads)",
+            batching or "defaults",
+            slots,
+        )
     manager = ModelManager(args.file_system_poll_wait_seconds, max_concurrent_executions=slots)
     manager.reload_config(config)
 
@@ -198,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             rest = start_rest_server(api, args.host, args.rest_api_port)
         except OSError as exc:
-            print(f"{PROG}: error: cannot bind REST to {args.host}:{args.rest_api_port} ({exc}); "
-                  "pick another --rest_api_port", file=sys.stderr)
+            print(
+                f"{PROG}: error: cannot bind REST to {args.host}:{args.rest_api_port} ({exc}); "
+                "pick another --rest_api_port",
+                file=sys.stderr,
+            )
             server.stop(0)
             return 1
     manager.start_polling()
@@ -216,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     if rest is not None:
         print(f"Exporting HTTP/REST API at:{args.host}:{args.rest_api_port} ...", flush=True)
     _log.info("Running gRPC ModelServer at %s ...", address)
-    config_watch = _ConfigWatch(args) if args.model_config_file and args.model_config_file_poll_wait_seconds > 0 else None
+    watch_config = args.model_config_file and args.model_config_file_poll_wait_seconds > 0
+    config_watch = _ConfigWatch(args) if watch_config else None
     while not stop.wait(0.5):
         if config_watch is not None:
             config_watch.maybe_reload(manager)

@@ -53,9 +53,7 @@ class TaskSpec:
         if self.kind not in TASK_KINDS:
             raise ValueError(f"task must be one of {TASK_KINDS}, got {self.kind!r}")
         if self.kind == contract.CLASSIFICATION and len(self.class_names) < 2:
-            raise ValueError(
-                f"classification needs at least 2 classes, got {self.class_names}"
-            )
+            raise ValueError(f"classification needs at least 2 classes, got {self.class_names}")
 
     @property
     def num_outputs(self):
@@ -94,9 +92,7 @@ def build_classifier(encoder, task, dropout=0.1, pooling="cls"):
     if pooling == "cls":
         pooled = encoded["pooled_output"]
     else:
-        pooled = SequencePooling("mean", name="mean_pooling")(
-            encoded["sequence_output"], inputs["padding_mask"]
-        )
+        pooled = SequencePooling("mean", name="mean_pooling")(encoded["sequence_output"], inputs["padding_mask"])
     x = keras.layers.Dropout(dropout, name="classifier_dropout")(pooled)
     classify = task.kind == contract.CLASSIFICATION
     outputs = keras.layers.Dense(
@@ -154,36 +150,44 @@ class TableTask(Task):
 
     def __post_init__(self):
         if self.pooling not in HEAD_POOLING:
-            raise TaskDataError(
-                f"--pooling must be one of {', '.join(HEAD_POOLING)}, got {self.pooling!r}"
-            )
+            raise TaskDataError(f"--pooling must be one of {', '.join(HEAD_POOLING)}, got {self.pooling!r}")
         if self.format not in FORMATS:
             raise TaskDataError(f"--format {self.format}: {self.name} reads {', '.join(FORMATS)}")
 
     # ---- flags ------------------------------------------------------------
     @classmethod
     def add_arguments(cls, parser):
-        parser.add_argument("--format", default="auto", choices=FORMATS,
-                            help="file format; auto: .csv is CSV, anything else TSV (default: auto)")
-        parser.add_argument("--no_header", action="store_true",
-                            help="files have no header row; give columns as 0-based indices")
-        parser.add_argument("--text_column", default="sentence",
-                            help="column with the text: header name or 0-based index "
-                            "(default: sentence)")
-        parser.add_argument("--text_pair_column", default=None,
-                            help="column with the second text, for sentence-pair tasks")
-        parser.add_argument("--label_column", default="label",
-                            help="column with the label or score (default: label)")
-        parser.add_argument("--pooling", default="cls", choices=HEAD_POOLING,
-                            help="what the head reads: cls = BERT's pooler on [CLS] (Google's "
-                            "head, default); mean = the mean of the last layer's token vectors")
+        parser.add_argument(
+            "--format",
+            default="auto",
+            choices=FORMATS,
+            help="file format; auto: .csv is CSV, anything else TSV (default: auto)",
+        )
+        parser.add_argument(
+            "--no_header", action="store_true", help="files have no header row; give columns as 0-based indices"
+        )
+        parser.add_argument(
+            "--text_column",
+            default="sentence",
+            help="column with the text: header name or 0-based index (default: sentence)",
+        )
+        parser.add_argument(
+            "--text_pair_column", default=None, help="column with the second text, for sentence-pair tasks"
+        )
+        parser.add_argument("--label_column", default="label", help="column with the label or score (default: label)")
+        parser.add_argument(
+            "--pooling",
+            default="cls",
+            choices=HEAD_POOLING,
+            help="what the head reads: cls = BERT's pooler on [CLS] (Google's "
+            "head, default); mean = the mean of the last layer's token vectors",
+        )
 
     @classmethod
     def _table_options(cls, args):
         return {
             name: getattr(args, name)
-            for name in ("text_column", "text_pair_column", "label_column", "format",
-                         "no_header", "pooling")
+            for name in ("text_column", "text_pair_column", "label_column", "format", "no_header", "pooling")
             if getattr(args, name, None) is not None
         }
 
@@ -220,8 +224,12 @@ class TableTask(Task):
 
         return (
             tables.make_dataset(
-                examples, preprocessor, self._encode(examples), batch_size,
-                shuffle=training, seed=seed,
+                examples,
+                preprocessor,
+                self._encode(examples),
+                batch_size,
+                shuffle=training,
+                seed=seed,
                 drop_remainder=training and len(examples) >= batch_size,
             ),
             len(examples),
@@ -246,8 +254,7 @@ class TableTask(Task):
             def serve(text, text_pair):
                 return outputs(preprocessor((text, text_pair)))
 
-            return {contract.SERVING_DEFAULT: (
-                serve, [_text_spec(contract.TEXT), _text_spec(contract.TEXT_PAIR)])}
+            return {contract.SERVING_DEFAULT: (serve, [_text_spec(contract.TEXT), _text_spec(contract.TEXT_PAIR)])}
 
         def serve(text):
             return outputs(preprocessor(text))
@@ -299,14 +306,20 @@ class ClassificationTask(TableTask):
     @classmethod
     def add_arguments(cls, parser):
         super().add_arguments(parser)
-        parser.add_argument("--labels", default=None,
-                            help="comma-separated class labels as in the files, in output order "
-                            "(default: sorted distinct training labels, numeric order for "
-                            "integers)")
-        parser.add_argument("--label_names", default=None,
-                            help="comma-separated names the export returns for the classes, in "
-                            "the same order (e.g. negative,positive for GLUE's 0,1), or "
-                            "label=name pairs (0=negative,1=positive)")
+        parser.add_argument(
+            "--labels",
+            default=None,
+            help="comma-separated class labels as in the files, in output order "
+            "(default: sorted distinct training labels, numeric order for "
+            "integers)",
+        )
+        parser.add_argument(
+            "--label_names",
+            default=None,
+            help="comma-separated names the export returns for the classes, in "
+            "the same order (e.g. negative,positive for GLUE's 0,1), or "
+            "label=name pairs (0=negative,1=positive)",
+        )
 
     @classmethod
     def from_args(cls, args):
@@ -333,9 +346,7 @@ class ClassificationTask(TableTask):
                     "--task regression (or pass --labels to treat them as classes)"
                 )
             if len(names) < 2:
-                raise TaskDataError(
-                    f"only one class ({names}) in {train.path}; check --label_column"
-                )
+                raise TaskDataError(f"only one class ({names}) in {train.path}; check --label_column")
             self.class_names = names
         _ = self.display_names  # checks --label_names against the classes
         self._encode(train)
@@ -439,9 +450,7 @@ class RegressionTask(TableTask):
     def from_args(cls, args):
         for flag in ("labels", "label_names"):
             if getattr(args, flag, None):
-                raise TaskDataError(
-                    f"--{flag} is for classification; drop it or use --task classification"
-                )
+                raise TaskDataError(f"--{flag} is for classification; drop it or use --task classification")
         return cls(**cls._table_options(args))
 
     def prepare(self, train, dev):

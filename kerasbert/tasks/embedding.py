@@ -47,15 +47,12 @@ from kerasbert.tasks.base import Task, TaskDataError, register
 POOLING_STRATEGIES = ("cls", "pooled", "mean", "max", "mean_max", "first_last_avg")
 
 # The reduction `SequencePooling` applies after the per-token vectors are chosen.
-_REDUCTIONS = {"cls": "cls", "mean": "mean", "max": "max", "mean_max": "mean_max",
-               "first_last_avg": "mean"}
+_REDUCTIONS = {"cls": "cls", "mean": "mean", "max": "max", "mean_max": "mean_max", "first_last_avg": "mean"}
 
 
 def _check_pooling(pooling):
     if pooling not in POOLING_STRATEGIES:
-        raise ValueError(
-            f"pooling must be one of {', '.join(POOLING_STRATEGIES)}, got {pooling!r}"
-        )
+        raise ValueError(f"pooling must be one of {', '.join(POOLING_STRATEGIES)}, got {pooling!r}")
 
 
 @keras.saving.register_keras_serializable(package="kerasbert")
@@ -174,9 +171,7 @@ def hidden_states(backbone):
     >>> len(hidden_states(build_encoder("tiny", 100)))
     3
     """
-    return [backbone.embeddings_dropout.output] + [
-        block.output for block in backbone.transformer_layers
-    ]
+    return [backbone.embeddings_dropout.output] + [block.output for block in backbone.transformer_layers]
 
 
 def resolve_layer(layer, num_layers):
@@ -254,17 +249,11 @@ def build_embedding_model(backbone, pooling="mean", layer=-1, l2_normalize=False
     else:
         if pooling == "first_last_avg":
             tokens = keras.layers.Average(name="first_last_average")([states[1], tokens])
-        embeddings = SequencePooling(_REDUCTIONS[pooling], name=f"{pooling}_pooling")(
-            tokens, mask
-        )
+        embeddings = SequencePooling(_REDUCTIONS[pooling], name=f"{pooling}_pooling")(tokens, mask)
     if l2_normalize:
         embeddings = L2Normalize(name="l2_normalize")(embeddings)
-    embeddings = keras.layers.Activation("linear", dtype="float32", name=contract.EMBEDDINGS)(
-        embeddings
-    )
-    tokens = keras.layers.Activation(
-        "linear", dtype="float32", name=contract.TOKEN_EMBEDDINGS
-    )(tokens)
+    embeddings = keras.layers.Activation("linear", dtype="float32", name=contract.EMBEDDINGS)(embeddings)
+    tokens = keras.layers.Activation("linear", dtype="float32", name=contract.TOKEN_EMBEDDINGS)(tokens)
     return keras.Model(
         inputs,
         {contract.EMBEDDINGS: embeddings, contract.TOKEN_EMBEDDINGS: tokens},
@@ -315,36 +304,50 @@ class EmbeddingTask(Task):
     @classmethod
     def add_arguments(cls, parser):
         parser.add_argument(
-            "--pooling", default="mean", choices=POOLING_STRATEGIES,
+            "--pooling",
+            default="mean",
+            choices=POOLING_STRATEGIES,
             help="how token vectors become one sentence vector: cls ([CLS] vector), "
             "pooled (BERT's tanh pooler, last layer only), mean (average over real tokens "
             "incl. [CLS]/[SEP], as sentence-transformers), max (element-wise max over real "
             "tokens), mean_max (both concatenated, 2x wide), first_last_avg (mean of the "
-            "average of the first and the chosen layer) (default: mean)")
+            "average of the first and the chosen layer) (default: mean)",
+        )
         parser.add_argument(
-            "--layer", type=int, default=-1,
+            "--layer",
+            type=int,
+            default=-1,
             help="hidden state to pool: 0 = embedding output, 1..N = transformer layers, "
             "negative counts from the end (-1 = last, -2 = second-to-last, "
-            "bert-as-service's default) (default: -1)")
+            "bert-as-service's default) (default: -1)",
+        )
         parser.add_argument(
-            "--l2_normalize", action="store_true",
-            help="scale embeddings to unit length (cosine similarity = dot product)")
+            "--l2_normalize",
+            action="store_true",
+            help="scale embeddings to unit length (cosine similarity = dot product)",
+        )
         parser.add_argument(
-            "--jit_compile", action="store_true",
+            "--jit_compile",
+            action="store_true",
             help="XLA-compile encoder + pooling (compiles once per batch shape; on a "
             "2-core CPU it measured no faster than TF's oneDNN kernels); stock "
-            "tensorflow_model_server then needs --xla_cpu_compilation_enabled=true")
+            "tensorflow_model_server then needs --xla_cpu_compilation_enabled=true",
+        )
 
     @classmethod
     def from_args(cls, args):
         return cls(
-            pooling=args.pooling, layer=args.layer, l2_normalize=args.l2_normalize,
+            pooling=args.pooling,
+            layer=args.layer,
+            l2_normalize=args.l2_normalize,
             jit_compile=bool(args.jit_compile),
         )
 
     def describe(self):
-        return (f"pooling={self.pooling} layer={self.layer}"
-                f"{' l2' if self.l2_normalize else ''}{' xla' if self.jit_compile else ''}")
+        return (
+            f"pooling={self.pooling} layer={self.layer}"
+            f"{' l2' if self.l2_normalize else ''}{' xla' if self.jit_compile else ''}"
+        )
 
     def build_model(self, encoder, dropout=0.1):
         """The pooling model (`build_embedding_model`); `dropout` is unused

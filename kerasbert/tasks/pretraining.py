@@ -65,9 +65,7 @@ def build_pretraining_model(backbone, name="bert_pretrainer"):
         "padding_mask": keras.Input((None,), dtype="bool", name="padding_mask"),
         "mask_positions": keras.Input((None,), dtype="int32", name="mask_positions"),
     }
-    encoded = backbone(
-        {k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")}
-    )
+    encoded = backbone({k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")})
     mlm_logits = keras_hub.layers.MaskedLMHead(
         token_embedding=backbone.token_embedding,
         intermediate_activation="gelu",
@@ -76,17 +74,13 @@ def build_pretraining_model(backbone, name="bert_pretrainer"):
         dtype=backbone.dtype_policy,
         name=MLM_HEAD_NAME,
     )(encoded["sequence_output"], mask_positions=inputs["mask_positions"])
-    nsp_logits = keras.layers.Dense(
-        2, kernel_initializer=init, dtype=backbone.dtype_policy, name=NSP_HEAD_NAME
-    )(encoded["pooled_output"])
+    nsp_logits = keras.layers.Dense(2, kernel_initializer=init, dtype=backbone.dtype_policy, name=NSP_HEAD_NAME)(
+        encoded["pooled_output"]
+    )
     outputs = {
         # Logits in float32 for a stable softmax under mixed precision.
-        "mlm": keras.layers.Activation("linear", dtype="float32", name="mlm")(
-            mlm_logits
-        ),
-        "nsp": keras.layers.Activation("linear", dtype="float32", name="nsp")(
-            nsp_logits
-        ),
+        "mlm": keras.layers.Activation("linear", dtype="float32", name="mlm")(mlm_logits),
+        "nsp": keras.layers.Activation("linear", dtype="float32", name="nsp")(nsp_logits),
     }
     model = keras.Model(inputs, outputs, name=name)
     model.backbone = backbone
@@ -123,9 +117,7 @@ def pretraining_sums(labels, outputs, sample_weights):
         logits = ops.cast(outputs[key], "float32")
         target = ops.cast(labels[key], "int32")
         weight = ops.cast(sample_weights[key], "float32")
-        xent = keras.losses.sparse_categorical_crossentropy(
-            target, logits, from_logits=True
-        )
+        xent = keras.losses.sparse_categorical_crossentropy(target, logits, from_logits=True)
         hits = ops.cast(
             ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), target),
             "float32",
@@ -219,9 +211,7 @@ def save_pretrained(model, directory, vocabulary_path, lowercase=True):
     import h5py
 
     model.backbone.save_to_preset(directory)
-    tokenizer = keras_hub.models.BertTokenizer(
-        vocabulary=str(vocabulary_path), lowercase=bool(lowercase)
-    )
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=str(vocabulary_path), lowercase=bool(lowercase))
     tokenizer.save_to_preset(directory)
     with h5py.File(f"{directory}/pretraining_heads.weights.h5", "w") as f:
         for key, value in head_weights(model).items():

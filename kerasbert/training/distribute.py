@@ -79,9 +79,7 @@ def get_strategy(name="default", tpu=None):
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
     # TPU.
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-        tpu="" if tpu in (None, "local") else tpu
-    )
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="" if tpu in (None, "local") else tpu)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)

@@ -190,8 +190,9 @@ class _FirstDefinitionWins:
         self._parser, self._task, self._group = parser, task, None
 
     def add_argument(self, *names, **kwargs):
-        existing = next((self._parser._option_string_actions[n] for n in names
-                         if n in self._parser._option_string_actions), None)
+        existing = next(
+            (self._parser._option_string_actions[n] for n in names if n in self._parser._option_string_actions), None
+        )
         if existing is None:
             if self._group is None:  # (no empty groups in --help)
                 self._group = self._parser.add_argument_group(
@@ -217,64 +218,103 @@ def build_parser(prog="python -m kerasbert.train finetune"):
         "raw-string SavedModel for TF Serving. With no flags, runs on the sample "
         "dataset shipped in the package.",
         epilog=EXAMPLES,
-        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
-            prog, max_help_position=34
-        ),
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=34),
     )
     d = p.add_argument_group("data")
-    d.add_argument("--task", default=tasks[0], choices=tasks,
-                   help="; ".join(f"{n}: {get_task(n).description}" for n in tasks))
+    d.add_argument(
+        "--task", default=tasks[0], choices=tasks, help="; ".join(f"{n}: {get_task(n).description}" for n in tasks)
+    )
     d.add_argument("--train_file", help="training file (default: the shipped sample)")
     d.add_argument("--dev_file", help="evaluation file, scored after every epoch")
-    d.add_argument("--max_train_examples", type=int, default=None,
-                   help="use only the first N training examples (quick experiments)")
+    d.add_argument(
+        "--max_train_examples",
+        type=int,
+        default=None,
+        help="use only the first N training examples (quick experiments)",
+    )
     for name in tasks:
         get_task(name).add_arguments(_FirstDefinitionWins(p, name))
 
     m = p.add_argument_group("model")
-    m.add_argument("--init_checkpoint", default=None,
-                   help="start from pretrained weights: a Hugging Face BERT folder, a Google "
-                   "TF1 checkpoint folder, a keras-hub preset folder, or a kerasbert pretrain "
-                   "output (the vocab comes with it)")
-    m.add_argument("--vocab", default=None,
-                   help="BERT vocab.txt (default: the checkpoint's, or the sample vocab "
-                   "with the sample data)")
-    m.add_argument("--cased", action="store_true",
-                   help="keep case and accents (cased vocabularies); default: lower-case")
-    m.add_argument("--model_size", default="tiny", choices=[*ENCODER_SIZES, "custom"],
-                   help="encoder size when training from scratch (Google's table; default: tiny)")
+    m.add_argument(
+        "--init_checkpoint",
+        default=None,
+        help="start from pretrained weights: a Hugging Face BERT folder, a Google "
+        "TF1 checkpoint folder, a keras-hub preset folder, or a kerasbert pretrain "
+        "output (the vocab comes with it)",
+    )
+    m.add_argument(
+        "--vocab",
+        default=None,
+        help="BERT vocab.txt (default: the checkpoint's, or the sample vocab with the sample data)",
+    )
+    m.add_argument(
+        "--cased", action="store_true", help="keep case and accents (cased vocabularies); default: lower-case"
+    )
+    m.add_argument(
+        "--model_size",
+        default="tiny",
+        choices=[*ENCODER_SIZES, "custom"],
+        help="encoder size when training from scratch (Google's table; default: tiny)",
+    )
     m.add_argument("--num_layers", type=int, help="override the number of layers")
     m.add_argument("--hidden_dim", type=int, help="override the hidden size")
     m.add_argument("--num_heads", type=int, help="override attention heads (default hidden/64)")
     m.add_argument("--intermediate_dim", type=int, help="override the FFN size (default 4*hidden)")
-    m.add_argument("--sequence_length", type=int, default=None,
-                   help=f"tokens per example after packing (default: {DEFAULT_SEQUENCE_LENGTH}; "
-                   f"{SAMPLE_SEQUENCE_LENGTH} on the sample data)")
+    m.add_argument(
+        "--sequence_length",
+        type=int,
+        default=None,
+        help=f"tokens per example after packing (default: {DEFAULT_SEQUENCE_LENGTH}; "
+        f"{SAMPLE_SEQUENCE_LENGTH} on the sample data)",
+    )
     m.add_argument("--dropout", type=float, default=0.1, help="dropout rate (default: 0.1)")
 
     t = p.add_argument_group("training")
     t.add_argument("--batch_size", type=int, default=32, help="global batch size (default: 32)")
-    t.add_argument("--epochs", type=float, default=3,
-                   help="training epochs; fractions allowed (default: 3)")
-    t.add_argument("--learning_rate", type=float, default=None,
-                   help="peak learning rate (default: 5e-5 with --init_checkpoint, 5e-4 from scratch)")
-    t.add_argument("--warmup_proportion", type=float, default=0.1,
-                   help="fraction of steps with linear warmup (default: 0.1)")
-    t.add_argument("--weight_decay", type=float, default=0.01,
-                   help="AdamW weight decay, not applied to LayerNorm/bias (default: 0.01)")
+    t.add_argument("--epochs", type=float, default=3, help="training epochs; fractions allowed (default: 3)")
+    t.add_argument(
+        "--learning_rate",
+        type=float,
+        default=None,
+        help="peak learning rate (default: 5e-5 with --init_checkpoint, 5e-4 from scratch)",
+    )
+    t.add_argument(
+        "--warmup_proportion", type=float, default=0.1, help="fraction of steps with linear warmup (default: 0.1)"
+    )
+    t.add_argument(
+        "--weight_decay",
+        type=float,
+        default=0.01,
+        help="AdamW weight decay, not applied to LayerNorm/bias (default: 0.01)",
+    )
     t.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    t.add_argument("--strategy", default="default", choices=STRATEGIES,
-                   help="tf.distribute strategy; multi_worker reads TF_CONFIG (default: default)")
+    t.add_argument(
+        "--strategy",
+        default="default",
+        choices=STRATEGIES,
+        help="tf.distribute strategy; multi_worker reads TF_CONFIG (default: default)",
+    )
     t.add_argument("--tpu", default=None, help="TPU address for --strategy tpu")
-    t.add_argument("--jit_compile", default="auto", choices=JIT_CHOICES,
-                   help="XLA-compile the train step (default: auto = Keras decides)")
+    t.add_argument(
+        "--jit_compile",
+        default="auto",
+        choices=JIT_CHOICES,
+        help="XLA-compile the train step (default: auto = Keras decides)",
+    )
 
     o = p.add_argument_group("output")
-    o.add_argument("--output_dir", default=None,
-                   help="checkpoints, TensorBoard logs, run.json, weights and results.json "
-                   "(default: runs/<model_name>); an interrupted run resumes from here")
-    o.add_argument("--export_dir", default="exports",
-                   help="TF Serving base folder; the model goes to <export_dir>/<model_name>/<version>/")
+    o.add_argument(
+        "--output_dir",
+        default=None,
+        help="checkpoints, TensorBoard logs, run.json, weights and results.json "
+        "(default: runs/<model_name>); an interrupted run resumes from here",
+    )
+    o.add_argument(
+        "--export_dir",
+        default="exports",
+        help="TF Serving base folder; the model goes to <export_dir>/<model_name>/<version>/",
+    )
     o.add_argument("--model_name", default="kerasbert", help="served model name (default: kerasbert)")
     o.add_argument("--no_export", action="store_true", help="skip the SavedModel export")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -364,8 +404,7 @@ def _resolve(config):
         task = get_task(c.task).from_config(dict(c.task_options))
     if not task.trainable:
         raise ConfigError(
-            f"--task: {task.name} has nothing to fine-tune; choose one of "
-            f"{', '.join(task_names(trainable_only=True))}"
+            f"--task: {task.name} has nothing to fine-tune; choose one of {', '.join(task_names(trainable_only=True))}"
         )
     return c, task, using_sample
 
@@ -475,8 +514,9 @@ def load_run(run_dir):
     with open(spec_path, encoding="utf-8") as f:
         spec = json.load(f)
     if spec.get("format") != RUN_SPEC_VERSION:
-        raise ConfigError(f"--run_dir: {spec_path} has format {spec.get('format')!r}, "
-                          f"this kerasbert reads {RUN_SPEC_VERSION}")
+        raise ConfigError(
+            f"--run_dir: {spec_path} has format {spec.get('format')!r}, this kerasbert reads {RUN_SPEC_VERSION}"
+        )
     weights = os.path.join(run_dir, spec.get("weights", RUN_WEIGHTS))
     if not os.path.isfile(weights):
         raise ConfigError(f"--run_dir: {weights} is missing (the run has not finished)")
@@ -498,7 +538,11 @@ def load_run(run_dir):
         with open(results_path, encoding="utf-8") as f:
             results = json.load(f)
     return FinetuneResult(
-        results=results, model=model, preprocessor=preprocessor, task=task, encoder=encoder,
+        results=results,
+        model=model,
+        preprocessor=preprocessor,
+        task=task,
+        encoder=encoder,
         run_dir=run_dir,
     )
 
@@ -614,9 +658,7 @@ def finetune(config):
         train = task.take(train, c.max_train_examples)
     dev = task.read_examples(c.dev_file) if c.dev_file else None
     task.prepare(train, dev)
-    train_ds, train_rows = task.build_inputs(
-        train, preprocessor, c.batch_size, training=True, seed=c.seed
-    )
+    train_ds, train_rows = task.build_inputs(train, preprocessor, c.batch_size, training=True, seed=c.seed)
 
     steps_per_epoch = max(1, train_rows // c.batch_size)
     total_steps = max(1, int(round(steps_per_epoch * c.epochs)))
@@ -626,11 +668,11 @@ def finetune(config):
     with strategy.scope():
         encoder = _build_encoder(c, checkpoint, preprocessor)
         model = task.build_model(encoder, dropout=c.dropout)
-        optimizer = create_optimizer(
-            c.learning_rate, total_steps, warmup_steps, weight_decay=c.weight_decay
-        )
+        optimizer = create_optimizer(c.learning_rate, total_steps, warmup_steps, weight_decay=c.weight_decay)
         model.compile(
-            optimizer=optimizer, loss=task.build_loss(), metrics=task.build_metrics(),
+            optimizer=optimizer,
+            loss=task.build_loss(),
+            metrics=task.build_metrics(),
             jit_compile=c.jit_compile,
         )
 
@@ -716,8 +758,13 @@ def finetune(config):
     _write_json(os.path.join(output_dir, "results.json"), results)
     cleanup_write_dir(c.output_dir, output_dir)
     return FinetuneResult(
-        results=results, model=model, preprocessor=preprocessor, task=task, encoder=encoder,
-        run_dir=c.output_dir, export=export,
+        results=results,
+        model=model,
+        preprocessor=preprocessor,
+        task=task,
+        encoder=encoder,
+        run_dir=c.output_dir,
+        export=export,
     )
 
 

@@ -40,9 +40,7 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         warmup = ops.cast(self.warmup_steps, "float32")
         total = ops.cast(self.total_steps, "float32")
         warm_lr = self.peak * step / ops.maximum(warmup, 1.0)
-        progress = ops.clip(
-            (step - warmup) / ops.maximum(total - warmup, 1.0), 0.0, 1.0
-        )
+        progress = ops.clip((step - warmup) / ops.maximum(total - warmup, 1.0), 0.0, 1.0)
         decay_lr = self.peak * (1.0 - (1.0 - self.end_fraction) * progress)
         return ops.where(step < warmup, warm_lr, decay_lr)
 

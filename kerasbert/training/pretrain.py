@@ -44,22 +44,17 @@ import tensorflow as tf
 
 from kerasbert import cli
 from kerasbert.data import pretraining as data
-from kerasbert.modeling.encoder import ENCODER_SIZES
-from kerasbert.modeling.encoder import HEAD_SIZE
-from kerasbert.modeling.encoder import INTERMEDIATE_FACTOR
-from kerasbert.modeling.encoder import build_encoder
-from kerasbert.modeling.encoder import encoder_config
-from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
-from kerasbert.preprocessing.bert_preprocessor import load_vocabulary
-from kerasbert.tasks.pretraining import build_pretraining_model
-from kerasbert.tasks.pretraining import pretraining_loss
-from kerasbert.tasks.pretraining import pretraining_sums
-from kerasbert.tasks.pretraining import save_pretrained
-from kerasbert.tasks.pretraining import summarize
+from kerasbert.modeling.encoder import ENCODER_SIZES, HEAD_SIZE, INTERMEDIATE_FACTOR, build_encoder, encoder_config
+from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor, load_vocabulary
+from kerasbert.tasks.pretraining import (
+    build_pretraining_model,
+    pretraining_loss,
+    pretraining_sums,
+    save_pretrained,
+    summarize,
+)
 from kerasbert.training import distribute
-from kerasbert.training.optimization import OPTIMIZERS
-from kerasbert.training.optimization import create_optimizer
-from kerasbert.training.optimization import expect_reduced_gradients
+from kerasbert.training.optimization import OPTIMIZERS, create_optimizer, expect_reduced_gradients
 
 MIXED_PRECISION = {
     "none": None,
@@ -143,8 +138,7 @@ class NoSequencePairsError(CorpusError):
         self.split = split
         super().__init__(
             files,
-            f"no {split} sequence pairs in {files}: more text, or a smaller "
-            "holdout_fraction, is needed",
+            f"no {split} sequence pairs in {files}: more text, or a smaller holdout_fraction, is needed",
         )
 
 
@@ -184,9 +178,7 @@ class Pretrainer:
         self.verbose = verbose and distribute.is_chief()
         k = max(1, int(config.gradient_accumulation_steps))
         if config.train_batch_size % (k * self.strategy.num_replicas_in_sync):
-            raise BatchSizeError(
-                config.train_batch_size, k, self.strategy.num_replicas_in_sync
-            )
+            raise BatchSizeError(config.train_batch_size, k, self.strategy.num_replicas_in_sync)
         self.accumulation = k
         self.checkpoint_dir = os.path.join(config.output_dir, "checkpoints")
         keras.utils.set_random_seed(config.seed)
@@ -260,9 +252,7 @@ class Pretrainer:
 
         def value_fn(ctx):
             index = ctx.replica_id_in_sync_group % local
-            return tf.nest.map_structure(
-                lambda x: tf.split(x, local, axis=0)[index], batch
-            )
+            return tf.nest.map_structure(lambda x: tf.split(x, local, axis=0)[index], batch)
 
         return strategy.experimental_distribute_values_from_function(value_fn)
 
@@ -305,12 +295,8 @@ class Pretrainer:
             # Counts of the WHOLE effective batch (all micro-batches, all
             # replicas): every micro-batch's loss is divided by them, so the
             # summed gradients are those of one big batch.
-            mlm_count = ctx.all_reduce(
-                sum_, tf.add_n([tf.reduce_sum(b[2]["mlm"]) for b in batches])
-            )
-            nsp_count = ctx.all_reduce(
-                sum_, tf.add_n([tf.reduce_sum(b[2]["nsp"]) for b in batches])
-            )
+            mlm_count = ctx.all_reduce(sum_, tf.add_n([tf.reduce_sum(b[2]["mlm"]) for b in batches]))
+            nsp_count = ctx.all_reduce(sum_, tf.add_n([tf.reduce_sum(b[2]["nsp"]) for b in batches]))
             scale = self._loss_scale()
             total_grads, total_sums = None, None
             for batch in batches:
@@ -335,10 +321,7 @@ class Pretrainer:
             sums = self.strategy.run(replica_step, args=(batches,))
             self.step.assign_add(1)
             # Already all-reduced: every replica holds the same values.
-            return {
-                s: self.strategy.experimental_local_results(sums[s])[0]
-                for s in SUM_KEYS
-            }
+            return {s: self.strategy.experimental_local_results(sums[s])[0] for s in SUM_KEYS}
 
         return train_step
 
@@ -349,18 +332,13 @@ class Pretrainer:
             features, labels, weights = batch
             outputs = model(features, training=False)
             sums = pretraining_sums(labels, outputs, weights)
-            return tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, sums
-            )
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, sums)
 
         @tf.function
         def eval_step(iterator):
             batch = self._to_replicas(next(iterator))
             sums = self.strategy.run(replica_eval, args=(batch,))
-            return {
-                s: self.strategy.experimental_local_results(sums[s])[0]
-                for s in SUM_KEYS
-            }
+            return {s: self.strategy.experimental_local_results(sums[s])[0] for s in SUM_KEYS}
 
         return eval_step
 
@@ -416,7 +394,10 @@ class Pretrainer:
         # resumed run draws the same dropout masks as an uninterrupted one.
         rng = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
         checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step, data=iterator,
+            model=self.model,
+            optimizer=self.optimizer,
+            step=self.step,
+            data=iterator,
             rng=rng,
         )
         latest = tf.train.latest_checkpoint(self.checkpoint_dir)
@@ -426,9 +407,7 @@ class Pretrainer:
         if latest:
             self._log(f"resumed from {latest} at step {resumed_from}")
         written = distribute.write_dir(self.checkpoint_dir)
-        manager = tf.train.CheckpointManager(
-            checkpoint, written, max_to_keep=max(1, c.keep_checkpoints)
-        )
+        manager = tf.train.CheckpointManager(checkpoint, written, max_to_keep=max(1, c.keep_checkpoints))
         chief = distribute.is_chief()
         writer = (
             tf.summary.create_file_writer(os.path.join(c.output_dir, "summaries"))
@@ -465,9 +444,7 @@ class Pretrainer:
                     final = summarize(window)
                     final["learning_rate"] = self.learning_rate()
                     final["steps_per_second"] = window_steps / max(elapsed, 1e-9)
-                    final["sequences_per_second"] = (
-                        final["steps_per_second"] * c.train_batch_size
-                    )
+                    final["sequences_per_second"] = final["steps_per_second"] * c.train_batch_size
                     with writer.as_default(step=step):
                         for name, value in final.items():
                             tf.summary.scalar(name, value)
@@ -544,93 +521,143 @@ def build_parser(prog="python -m kerasbert.train pretrain"):
         ),
     )
     g = p.add_argument_group("data")
-    g.add_argument("--input_files", nargs="+", required=True, metavar="PATH",
-                   help="training text files or glob patterns")
-    g.add_argument("--vocab_file", required=True,
-                   help="WordPiece vocab.txt (see `python -m kerasbert.train vocab`)")
-    g.add_argument("--cased", action="store_true",
-                   help="keep case and accents (for a cased vocabulary); default uncased")
-    g.add_argument("--max_seq_length", type=int, default=128,
-                   help="tokens per packed sequence pair, [CLS]/[SEP] included (default 128)")
-    g.add_argument("--eval_files", nargs="+", default=None, metavar="PATH",
-                   help="held-out text files evaluated after training (default: the "
-                        "--holdout_fraction documents of --input_files, if any)")
-    g.add_argument("--eval_steps", type=int, default=50,
-                   help="at most this many held-out batches are evaluated (default 50)")
-    g.add_argument("--input_format", default="auto", choices=("auto", "bert", "lines"),
-                   help="'bert': one sentence per line, blank line between documents; "
-                        "'lines': one document per line (split into sentences); "
-                        "'auto': decide per file (default)")
-    g.add_argument("--holdout_fraction", type=float, default=0.0,
-                   help="fraction of the documents of --input_files held out from "
-                        "training and evaluated at the end (default 0)")
-    g.add_argument("--max_predictions_per_seq", type=int, default=None,
-                   help="maximum masked positions per sequence (default 15%% of "
-                        "--max_seq_length)")
-    g.add_argument("--masked_lm_prob", type=float, default=0.15,
-                   help="fraction of tokens masked (default 0.15)")
-    g.add_argument("--short_seq_prob", type=float, default=0.1,
-                   help="probability of a shorter target length (default 0.1)")
-    g.add_argument("--dupe_factor", type=int, default=1,
-                   help="corpus passes with different sentence pairings (default 1)")
-    g.add_argument("--whole_word_masking", action="store_true",
-                   help="mask all WordPieces of a word together")
+    g.add_argument(
+        "--input_files", nargs="+", required=True, metavar="PATH", help="training text files or glob patterns"
+    )
+    g.add_argument("--vocab_file", required=True, help="WordPiece vocab.txt (see `python -m kerasbert.train vocab`)")
+    g.add_argument(
+        "--cased", action="store_true", help="keep case and accents (for a cased vocabulary); default uncased"
+    )
+    g.add_argument(
+        "--max_seq_length",
+        type=int,
+        default=128,
+        help="tokens per packed sequence pair, [CLS]/[SEP] included (default 128)",
+    )
+    g.add_argument(
+        "--eval_files",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="held-out text files evaluated after training (default: the "
+        "--holdout_fraction documents of --input_files, if any)",
+    )
+    g.add_argument(
+        "--eval_steps", type=int, default=50, help="at most this many held-out batches are evaluated (default 50)"
+    )
+    g.add_argument(
+        "--input_format",
+        default="auto",
+        choices=("auto", "bert", "lines"),
+        help="'bert': one sentence per line, blank line between documents; "
+        "'lines': one document per line (split into sentences); "
+        "'auto': decide per file (default)",
+    )
+    g.add_argument(
+        "--holdout_fraction",
+        type=float,
+        default=0.0,
+        help="fraction of the documents of --input_files held out from training and evaluated at the end (default 0)",
+    )
+    g.add_argument(
+        "--max_predictions_per_seq",
+        type=int,
+        default=None,
+        help="maximum masked positions per sequence (default 15%% of --max_seq_length)",
+    )
+    g.add_argument("--masked_lm_prob", type=float, default=0.15, help="fraction of tokens masked (default 0.15)")
+    g.add_argument(
+        "--short_seq_prob", type=float, default=0.1, help="probability of a shorter target length (default 0.1)"
+    )
+    g.add_argument(
+        "--dupe_factor", type=int, default=1, help="corpus passes with different sentence pairings (default 1)"
+    )
+    g.add_argument("--whole_word_masking", action="store_true", help="mask all WordPieces of a word together")
     m = p.add_argument_group("model")
-    m.add_argument("--model_size", default="tiny", choices=tuple(ENCODER_SIZES),
-                   help="Google's BERT sizes (default tiny: 2 layers, 128 hidden)")
-    m.add_argument("--num_layers", type=int, default=None,
-                   help="override the number of transformer layers")
-    m.add_argument("--hidden_dim", type=int, default=None,
-                   help=f"override the hidden size (heads = hidden/{HEAD_SIZE}, "
-                        f"intermediate = {INTERMEDIATE_FACTOR}x)")
+    m.add_argument(
+        "--model_size",
+        default="tiny",
+        choices=tuple(ENCODER_SIZES),
+        help="Google's BERT sizes (default tiny: 2 layers, 128 hidden)",
+    )
+    m.add_argument("--num_layers", type=int, default=None, help="override the number of transformer layers")
+    m.add_argument(
+        "--hidden_dim",
+        type=int,
+        default=None,
+        help=f"override the hidden size (heads = hidden/{HEAD_SIZE}, intermediate = {INTERMEDIATE_FACTOR}x)",
+    )
     m.add_argument("--dropout", type=float, default=0.1, help="dropout rate (default 0.1)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--train_batch_size", type=int, default=32,
-                   help="GLOBAL sequences per optimizer update, over all replicas "
-                        "and accumulation steps (default 32)")
-    o.add_argument("--num_train_steps", type=int, default=1000,
-                   help="optimizer updates in the whole run (default 1000)")
-    o.add_argument("--num_warmup_steps", type=int, default=100,
-                   help="linear learning-rate warmup steps (default 100)")
-    o.add_argument("--learning_rate", type=float, default=1e-4,
-                   help="peak learning rate (default 1e-4)")
-    o.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS,
-                   help="adamw (BERT) or lamb (large batches); no weight decay on "
-                        "LayerNorm and biases")
-    o.add_argument("--weight_decay", type=float, default=0.01,
-                   help="decoupled weight decay (default 0.01)")
-    o.add_argument("--clipnorm", type=float, default=1.0,
-                   help="global-norm gradient clipping after the all-reduce; 0 = off "
-                        "(default 1.0)")
-    o.add_argument("--gradient_accumulation_steps", type=int, default=1,
-                   help="split each update's batch into this many micro-batches and "
-                        "sum their gradients (default 1)")
-    o.add_argument("--mixed_precision", default="none", choices=tuple(MIXED_PRECISION),
-                   help="float16 (with dynamic loss scaling) or bfloat16 compute; "
-                        "weights stay float32 (default none)")
-    o.add_argument("--jit_compile", action=argparse.BooleanOptionalAction, default=True,
-                   help="XLA-compile the forward/backward pass (default on; "
-                        "--no-jit_compile to disable)")
-    o.add_argument("--seed", type=int, default=12345,
-                   help="seed of initialisation, pair sampling, masking and dropout")
+    o.add_argument(
+        "--train_batch_size",
+        type=int,
+        default=32,
+        help="GLOBAL sequences per optimizer update, over all replicas and accumulation steps (default 32)",
+    )
+    o.add_argument(
+        "--num_train_steps", type=int, default=1000, help="optimizer updates in the whole run (default 1000)"
+    )
+    o.add_argument("--num_warmup_steps", type=int, default=100, help="linear learning-rate warmup steps (default 100)")
+    o.add_argument("--learning_rate", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
+    o.add_argument(
+        "--optimizer",
+        default="adamw",
+        choices=OPTIMIZERS,
+        help="adamw (BERT) or lamb (large batches); no weight decay on LayerNorm and biases",
+    )
+    o.add_argument("--weight_decay", type=float, default=0.01, help="decoupled weight decay (default 0.01)")
+    o.add_argument(
+        "--clipnorm",
+        type=float,
+        default=1.0,
+        help="global-norm gradient clipping after the all-reduce; 0 = off (default 1.0)",
+    )
+    o.add_argument(
+        "--gradient_accumulation_steps",
+        type=int,
+        default=1,
+        help="split each update's batch into this many micro-batches and sum their gradients (default 1)",
+    )
+    o.add_argument(
+        "--mixed_precision",
+        default="none",
+        choices=tuple(MIXED_PRECISION),
+        help="float16 (with dynamic loss scaling) or bfloat16 compute; weights stay float32 (default none)",
+    )
+    o.add_argument(
+        "--jit_compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="XLA-compile the forward/backward pass (default on; --no-jit_compile to disable)",
+    )
+    o.add_argument("--seed", type=int, default=12345, help="seed of initialisation, pair sampling, masking and dropout")
     d = p.add_argument_group("distribution and bookkeeping")
-    d.add_argument("--strategy", default="default", choices=distribute.STRATEGIES,
-                   help="tf.distribute strategy: default, mirrored (local devices), "
-                        "multi_worker (cluster from TF_CONFIG), tpu (see --tpu), "
-                        "one_device")
-    d.add_argument("--tpu", default=None,
-                   help="TPU name or grpc://address for --strategy tpu")
-    d.add_argument("--output_dir", required=True,
-                   help="checkpoints/, summaries/, pretrained/ and "
-                        "pretraining_summary.json go here")
-    d.add_argument("--save_checkpoints_steps", type=int, default=1000,
-                   help="checkpoint every N steps (and at the end) (default 1000)")
-    d.add_argument("--keep_checkpoints", type=int, default=3,
-                   help="checkpoints kept (default 3)")
-    d.add_argument("--log_steps", type=int, default=100,
-                   help="progress line and TensorBoard scalars every N steps (default 100)")
-    d.add_argument("--max_minutes", type=float, default=None,
-                   help="stop (with a checkpoint and export) after this many minutes")
+    d.add_argument(
+        "--strategy",
+        default="default",
+        choices=distribute.STRATEGIES,
+        help="tf.distribute strategy: default, mirrored (local devices), "
+        "multi_worker (cluster from TF_CONFIG), tpu (see --tpu), "
+        "one_device",
+    )
+    d.add_argument("--tpu", default=None, help="TPU name or grpc://address for --strategy tpu")
+    d.add_argument(
+        "--output_dir", required=True, help="checkpoints/, summaries/, pretrained/ and pretraining_summary.json go here"
+    )
+    d.add_argument(
+        "--save_checkpoints_steps",
+        type=int,
+        default=1000,
+        help="checkpoint every N steps (and at the end) (default 1000)",
+    )
+    d.add_argument("--keep_checkpoints", type=int, default=3, help="checkpoints kept (default 3)")
+    d.add_argument(
+        "--log_steps", type=int, default=100, help="progress line and TensorBoard scalars every N steps (default 100)"
+    )
+    d.add_argument(
+        "--max_minutes", type=float, default=None, help="stop (with a checkpoint and export) after this many minutes"
+    )
     return p
 
 
@@ -644,8 +671,7 @@ def _expand(patterns, flag):
     return files
 
 
-def pipeline_dataset_fn(args, files, holdout_fraction=0.0, split="train", seed=0,
-                 num_epochs=None):
+def pipeline_dataset_fn(args, files, holdout_fraction=0.0, split="train", seed=0, num_epochs=None):
     """`dataset_fn(batch_size, num_shards, shard_index)` over the pipeline.
 
     The corpus is read, tokenized and paired once (`build_instances`), on the
@@ -659,15 +685,21 @@ def pipeline_dataset_fn(args, files, holdout_fraction=0.0, split="train", seed=0
     def instances():
         if "instances" not in cache:
             cache["preprocessor"] = BertPreprocessor(
-                args.vocab_file, lowercase=not args.cased,
+                args.vocab_file,
+                lowercase=not args.cased,
                 sequence_length=args.max_seq_length,
             )
             try:
                 cache["instances"] = data.build_instances(
-                    files, cache["preprocessor"], max_seq_length=args.max_seq_length,
-                    short_seq_prob=args.short_seq_prob, dupe_factor=args.dupe_factor,
+                    files,
+                    cache["preprocessor"],
+                    max_seq_length=args.max_seq_length,
+                    short_seq_prob=args.short_seq_prob,
+                    dupe_factor=args.dupe_factor,
                     input_format=args.input_format,
-                    holdout_fraction=holdout_fraction, split=split, seed=args.seed,
+                    holdout_fraction=holdout_fraction,
+                    split=split,
+                    seed=args.seed,
                 )
             except ValueError as e:
                 raise CorpusError(files, f"{files}: {e}") from e
@@ -677,12 +709,17 @@ def pipeline_dataset_fn(args, files, holdout_fraction=0.0, split="train", seed=0
 
     def dataset_fn(batch_size, num_shards, shard_index):
         return data.pretraining_dataset(
-            instances(), cache["preprocessor"], batch_size,
+            instances(),
+            cache["preprocessor"],
+            batch_size,
             max_seq_length=args.max_seq_length,
             max_predictions_per_seq=args.max_predictions_per_seq,
             masked_lm_prob=args.masked_lm_prob,
             whole_word_masking=args.whole_word_masking,
-            seed=seed, num_epochs=num_epochs, num_shards=num_shards, shard_index=shard_index,
+            seed=seed,
+            num_epochs=num_epochs,
+            num_shards=num_shards,
+            shard_index=shard_index,
         )
 
     dataset_fn.instances = instances
@@ -693,15 +730,18 @@ def config_from_args(args, vocabulary_size):
     """A `PretrainConfig` from parsed `pretrain` flags."""
     fields = {f.name for f in dataclasses.fields(PretrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
-    return PretrainConfig(
-        vocabulary_size=vocabulary_size, lowercase=not args.cased, **values
-    )
+    return PretrainConfig(vocabulary_size=vocabulary_size, lowercase=not args.cased, **values)
 
 
 def _check_args(args):
-    for flag in ("train_batch_size", "num_train_steps", "max_seq_length",
-                 "gradient_accumulation_steps",
-                 "save_checkpoints_steps", "log_steps"):
+    for flag in (
+        "train_batch_size",
+        "num_train_steps",
+        "max_seq_length",
+        "gradient_accumulation_steps",
+        "save_checkpoints_steps",
+        "log_steps",
+    ):
         if getattr(args, flag) < 1:
             raise cli.UsageError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     for flag in ("num_layers", "hidden_dim"):
@@ -754,8 +794,7 @@ def _run(args):
     except ValueError as e:
         raise cli.UsageError(f"--vocab_file: {e}") from e
     try:
-        encoder_config(args.model_size, len(vocabulary), num_layers=args.num_layers,
-                       hidden_dim=args.hidden_dim)
+        encoder_config(args.model_size, len(vocabulary), num_layers=args.num_layers, hidden_dim=args.hidden_dim)
     except ValueError as e:
         raise cli.UsageError(f"--hidden_dim: {e}") from e
     config = config_from_args(args, len(vocabulary))
@@ -782,9 +821,7 @@ def _run(args):
     if eval_files:
         eval_fn = pipeline_dataset_fn(args, eval_files, 0.0, "train", args.seed + 1, num_epochs=1)
     elif args.holdout_fraction:
-        eval_fn = pipeline_dataset_fn(
-            args, files, args.holdout_fraction, "heldout", args.seed + 1, num_epochs=1
-        )
+        eval_fn = pipeline_dataset_fn(args, files, args.holdout_fraction, "heldout", args.seed + 1, num_epochs=1)
     if eval_fn is not None:
         summary["eval"] = trainer.evaluate(eval_fn, args.eval_steps)
     exported = trainer.save_pretrained()
