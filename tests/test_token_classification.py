@@ -347,11 +347,7 @@ def test_loss_and_token_accuracy_ignore_minus_one():
     assert float(metric.result()) == pytest.approx(np.mean(hits))
 
 
-def test_build_inputs_buckets_and_cuts_batches():
-    rng = random.Random(2)
-    pre = BertPreprocessor(VOCAB, sequence_length=32)
-    sentences = long_sentences(rng, 200, 25)
-    task = task_with()
+def _padding_share(task, sentences, pre):
     ds, rows = task.build_inputs(sentences, pre, batch_size=16, training=True, seed=3)
     batches = list(ds)
     assert len(batches) == rows // 16
@@ -363,7 +359,17 @@ def test_build_inputs_buckets_and_cuts_batches():
         padding += mask.size - mask.sum()
         total += mask.size
         assert (labels.numpy()[~mask] == -1).all()
-    assert padding / total < 0.15
+    return padding / total
+
+
+def test_build_inputs_buckets_and_cuts_batches():
+    rng = random.Random(2)
+    pre = BertPreprocessor(VOCAB, sequence_length=32)
+    sentences = long_sentences(rng, 200, 25)
+    task = task_with()
+    random_batches = _padding_share(task, sentences, pre)  # the default: random batches, each cut
+    bucketed = _padding_share(task_with(length_bucketing=True), sentences, pre)
+    assert bucketed < 0.15 and bucketed < random_batches
     ds, rows = task.build_inputs(sentences, pre, batch_size=16, training=False)
     assert sum(int(f["token_ids"].shape[0]) for f, _ in ds) == rows
     lengths = [int(f["token_ids"].shape[1]) for f, _ in ds]

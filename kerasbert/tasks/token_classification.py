@@ -25,9 +25,10 @@ gives each WordPiece its code-point span in that text.
   tag of the token holding its first character, or ``I-`` of it when the
   word starts inside that token (a Latin run "MBA" in a character file is
   one token, three words).
-* Batches: the rows are bucketed by length (training: shuffled, then sorted
-  within chunks of 50 batches, batch order shuffled; evaluation: sorted) and
-  each batch is cut to its longest row, so padding costs little.
+* Batches: each batch is cut to its longest row. Training batches are
+  random (`--length_bucketing` sorts rows by length within chunks of 50
+  batches first: less padding, but 1 F1 point worse on CoNLL-2003);
+  evaluation rows are sorted by length.
 * Evaluation: entity-level micro precision/recall/F1 and F1 per type
   (`kerasbert.training.entity_metrics`, conlleval semantics), on words.
 
@@ -46,7 +47,9 @@ from kerasbert import contract
 from kerasbert.data import tagging
 from kerasbert.tasks.base import Task, TaskDataError, register
 
-# Training rows are sorted by length within chunks of this many batches.
+# With --length_bucketing, training rows are sorted by length within chunks of this many
+# batches. Off by default: on CoNLL-2003 (MiniLM, 1 epoch, seed 42) random batches, each cut to its
+# longest row, gave dev F1 0.868 against 0.858 with bucketing (benchmarks/bench_ner.py).
 SORT_CHUNK_BATCHES = 50
 # How many batches the batch-order shuffle holds.
 BATCH_SHUFFLE_BUFFER = 64
@@ -125,7 +128,7 @@ class Windows:
         return Windows(*(getattr(self, f.name)[keep] for f in dataclasses.fields(self)))
 
 
-def _batches(windows, batch_size, pad_id, training, seed):
+def _batches(windows, batch_size, pad_id, training, seed, sort_chunk_batches=1):
     """`tf.data.Dataset` of `(features, labels)`, each batch cut to its
     longest row."""
     import tensorflow as tf
@@ -139,7 +142,8 @@ def _batches(windows, batch_size, pad_id, training, seed):
             order = tf.argsort(lengths, stable=True)
             return tf.gather(ids, order), tf.gather(labels, order), tf.gather(lengths, order)
 
-        ds = ds.batch(batch_size * SORT_CHUNK_BATCHES).map(sort_chunk).unbatch()
+        if sort_chunk_batches > 1:
+            ds = ds.batch(batch_size * sort_chunk_batches).map(sort_chunk).unbatch()
         ds = ds.batch(batch_size, drop_remainder=n >= batch_size)
     else:
         ds = ds.batch(batch_size)
@@ -224,6 +228,7 @@ class TokenClassificationTask(Task):
     scheme: str = "auto"
     entity_types: list = dataclasses.field(default_factory=list)
     label_all_subtokens: bool = False
+    length_bucketing: bool = False
     train_format: str = ""
     train_scheme: str = ""
 
@@ -249,6 +254,12 @@ class TokenClassificationTask(Task):
             action="store_true",
             help="token classification: train on every WordPiece, not only each word's first",
         )
+        parser.add_argument(
+            "--length_bucketing",
+            action="store_true",
+            help="token classification: batch training sentences of similar length (less padding; "
+            "measured 1 F1 point worse on CoNLL-2003); default: random batches cut to their longest row",
+        )
 
     @classmethod
     def from_args(cls, args) -> TokenClassificationTask:
@@ -259,6 +270,7 @@ class TokenClassificationTask(Task):
             format=fmt,
             scheme=getattr(args, "tag_scheme", "auto") or "auto",
             label_all_subtokens=bool(getattr(args, "label_all_subtokens", False)),
+            length_bucketing=bool(getattr(args, "length_bucketing", False)),
         )
 
     @property
@@ -401,7 +413,8 @@ class TokenClassificationTask(Task):
             windows = windows.select((windows.labels >= 0).any(axis=1))
         else:
             windows = windows.select(np.argsort(windows.lengths, kind="stable"))
-        return _batches(windows, batch_size, preprocessor.pad_id, training, seed), len(windows)
+        chunk = SORT_CHUNK_BATCHES if self.length_bucketing else 1
+        return _batches(windows, batch_size, preprocessor.pad_id, training, seed, chunk), len(windows)
 
     # ---- evaluation ---------------------------------------------------------------------
     def _predict_fn(self, model):
