@@ -604,6 +604,20 @@ def _build_encoder(c, checkpoint, preprocessor):
         raise ConfigError(f"--model_size/--num_layers/--hidden_dim: {e}") from e
 
 
+class _EpochTimer:
+    """Adds up the seconds between each epoch's begin and end (hooked into a LambdaCallback)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def end(self, epoch, logs=None):
+        self.seconds += time.perf_counter() - self._started
+
+
 def finetune(config):
     """Fine-tunes `config.task` and exports it.
 
@@ -697,17 +711,8 @@ def finetune(config):
     if dev is not None:
         callbacks.insert(0, _dev_callback(evaluate, log_dir, dev_history))
     # Seconds spent in training epochs, dev scoring excluded (it runs in a later callback).
-    fit_seconds = [0.0]
-    epoch_started = [0.0]
-    callbacks.insert(
-        0,
-        keras.callbacks.LambdaCallback(
-            on_epoch_begin=lambda epoch, logs: epoch_started.__setitem__(0, time.perf_counter()),
-            on_epoch_end=lambda epoch, logs: fit_seconds.__setitem__(
-                0, fit_seconds[0] + time.perf_counter() - epoch_started[0]
-            ),
-        ),
-    )
+    epoch_timer = _EpochTimer()
+    callbacks.insert(0, keras.callbacks.LambdaCallback(on_epoch_begin=epoch_timer.begin, on_epoch_end=epoch_timer.end))
 
     print(
         f"task={task.name} {task.describe()} train={len(train)} dev={len(dev) if dev else 0} "
@@ -737,7 +742,7 @@ def finetune(config):
         "dev_examples": len(dev) if dev else 0,
         "steps": total_steps,
         "train_seconds": round(time.time() - started, 1),
-        "fit_seconds": round(fit_seconds[0], 1),
+        "fit_seconds": round(epoch_timer.seconds, 1),
         "weights": weights_path,
         "run_dir": c.output_dir,
     }
