@@ -29,6 +29,25 @@ def shared_path(*parts):
     return path
 
 
+def minilm_checkpoint() -> Path:
+    """The all-MiniLM-L6-v2 folder `../shared/tools/minilm-checkpoint` prints, or skip with the reason.
+
+    The tool downloads the model on first use; an exclusive file lock keeps two test processes (pytest-xdist
+    workers) from fetching it at the same time.
+    """
+    import fcntl
+    import subprocess
+    import tempfile
+
+    tool = shared_path("tools", "minilm-checkpoint")
+    with open(Path(tempfile.gettempdir()) / "kerasbert-minilm-checkpoint.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run([str(tool)], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        pytest.skip(f"minilm-checkpoint could not provide all-MiniLM-L6-v2: {proc.stderr.strip()[-300:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
 class FinetuneRun(dict):
     """finetune's JSON results (a dict), with the `FinetuneResult` as
     `.result` and its `model`, `preprocessor`, `task` as attributes."""

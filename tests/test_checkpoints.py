@@ -8,7 +8,6 @@ The other tests write tiny random models in each format themselves.
 
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import minilm_checkpoint
 from kerasbert.modeling.checkpoints import (
     HEAD_KEYS,
     assign_mlm_head,
@@ -31,7 +31,6 @@ from kerasbert.modeling.gelu_backbone import GeluBertBackbone, set_hidden_activa
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SST2_DEV = SHARED / "data" / "glue_sst2" / "dev.tsv"
-MINILM_TOOL = SHARED / "tools" / "minilm-checkpoint"
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
     "the",
@@ -480,12 +479,7 @@ def test_heads_match_transformers_bert_for_pretraining(tmp_path, safe_serializat
 
 @pytest.fixture(scope="module")
 def minilm_dir():
-    if not MINILM_TOOL.exists():
-        pytest.skip(f"shared tools not found at {MINILM_TOOL} (../shared is absent)")
-    proc = subprocess.run([str(MINILM_TOOL)], capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.skip(f"minilm-checkpoint could not provide the model: {proc.stderr.strip()[-300:]}")
-    return Path(proc.stdout.strip().splitlines()[-1])
+    return minilm_checkpoint()
 
 
 @pytest.fixture(scope="module")

@@ -47,11 +47,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SHARED, shared_path, write_polarity_task
+from conftest import REPO, minilm_checkpoint, shared_path, write_polarity_task
 from serving_utils import _all_available, free_port
 
 README = REPO / "README.md"
-MINILM_TOOL = SHARED / "tools" / "minilm-checkpoint"
 
 # Appended to fine-tuning commands (argparse keeps the last value).
 FINETUNE_SLICE = [
@@ -195,12 +194,7 @@ def test_readme_parsing():
 
 @pytest.fixture(scope="module")
 def minilm():
-    if not MINILM_TOOL.exists():
-        pytest.skip(f"{MINILM_TOOL} is absent (tests that use real data need ../shared beside the repo)")
-    proc = subprocess.run([str(MINILM_TOOL)], capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.skip(f"minilm-checkpoint could not provide the model: {proc.stderr.strip()[-300:]}")
-    return proc.stdout.strip().splitlines()[-1]
+    return str(minilm_checkpoint())
 
 
 @pytest.fixture(scope="module")
