@@ -288,6 +288,7 @@ def test_loopback_server_rejects_foreign_host_headers(ops_server):
         ({"s.config": 'server_key: "/etc/key.pem" server_cert: "/etc/cert.pem"'}, [], "not PEM text"),
         ({"s.config": "client_verify: true server_key: 'k' server_cert: 'c'"}, [], "client_verify: true needs"),
         ({"s.config": "MISMATCH"}, [], "not a matching key and certificate"),
+        ({"s.config": "ENCRYPTED"}, [], "server_key is encrypted"),
     ],
 )
 def test_ops_flag_errors_are_one_line(tmp_path, capsys, certs, files, extra, message):
@@ -297,6 +298,8 @@ def test_ops_flag_errors_are_one_line(tmp_path, capsys, certs, files, extra, mes
     for name, text in files.items():
         if text == "MISMATCH":  # a valid key with another party's certificate
             text = ssl_config_text(certs["client.key"], certs["server.pem"])
+        elif text == "ENCRYPTED":  # must not prompt for a passphrase (the test would hang)
+            text = ssl_config_text(certs["server-encrypted.key"], certs["server.pem"])
         (tmp_path / name).write_text(text)
         flag = "--monitoring_config_file" if name.startswith("m") else "--ssl_config_file"
         args += [flag, str(tmp_path / name)]
@@ -328,6 +331,7 @@ def certs(tmp_path_factory):
         _openssl("req", *ec, "-keyout", f"{who}.key", "-out", f"{who}.csr", "-subj", f"/CN={who}", cwd=d)
         _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
                  "-days", "2", "-extfile", f"{who}.ext", "-out", f"{who}.pem", cwd=d)  # fmt: skip
+    _openssl("pkey", "-in", "server.key", "-aes256", "-passout", "pass:secret", "-out", "server-encrypted.key", cwd=d)
     return {p.name: p.read_text() for p in d.iterdir()} | {"dir": d}
 
 
@@ -409,3 +413,33 @@ def test_client_api_and_cli_speak_tls(tls_server, certs, capsys):
     assert json.loads(capsys.readouterr().out) == {"model": "echo", "versions": [[1, "AVAILABLE"]]}
     assert cli_main(cli) == 1  # no client certificate: the server refuses the handshake
     assert "TLS" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ units
+def test_host_check_names():
+    from kerasbert.serving.http_extras import host_allowed, is_loopback
+
+    good = ["localhost", "LOCALHOST:8501", "127.0.0.1", "127.0.0.1:1", "127.1.2.3", "[::1]", "[::1]:8501", None]
+    bad = ["", "example.com", "localhost.example.com", "127.0.0.1.nip.io", "[::ffff:10.0.0.1]", "::1", "10.0.0.1",
+           "localhost:port", "a b", "[::1]:8501:1", "0.0.0.0"]  # fmt: skip
+    assert [h for h in good if not host_allowed(h)] == []
+    assert [h for h in bad if host_allowed(h)] == []
+    assert [is_loopback(a) for a in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::", "192.168.1.2")] == [
+        True, True, True, False, False, False,
+    ]  # fmt: skip
+
+
+def test_cors_headers_only_when_enabled():
+    from kerasbert.serving.http_extras import CORS_HEADERS, RestExtras
+
+    class Handler:
+        def __init__(self):
+            self.sent = []
+
+        def send_header(self, name, value):
+            self.sent.append((name, value))
+
+    for enabled, expected in ((False, []), (True, list(CORS_HEADERS))):
+        handler = Handler()
+        RestExtras(manager=None, cors=enabled).add_headers(handler)
+        assert handler.sent == expected

@@ -71,7 +71,7 @@ def check_pems(key: str, cert: str, ca: str = "") -> None:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
         try:
-            context.load_cert_chain(cert_path, key_path)
+            context.load_cert_chain(cert_path, key_path, password=_no_password)
         except ssl.SSLError as exc:
             raise ValueError(f"server_key/server_cert are not a matching key and certificate ({exc.reason})") from None
     if ca.strip():
@@ -79,6 +79,11 @@ def check_pems(key: str, cert: str, ca: str = "") -> None:
             context.load_verify_locations(cadata=ca)
         except (ssl.SSLError, ValueError) as exc:
             raise ValueError(f"custom_ca is not a PEM certificate ({getattr(exc, 'reason', None) or exc})") from None
+
+
+def _no_password():
+    # Called only for an encrypted key; without it OpenSSL would prompt on the terminal and hang start-up.
+    raise ValueError("server_key is encrypted; gRPC needs an unencrypted PEM key")
 
 
 def server_credentials(config):
