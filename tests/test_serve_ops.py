@@ -170,6 +170,14 @@ def test_health_follows_model_availability(ops_server):
         assert time.monotonic() < deadline, "health never turned SERVING after the version appeared"
         time.sleep(0.2)
     assert health_status(channel, "late") == SERVING
+    # a Watch stream gets the current status, then only changes (none here), not one message per poll
+    seen = []
+    with pytest.raises(grpc.RpcError) as err:
+        for answer in health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="late"), timeout=2
+        ):
+            seen.append(answer.status)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and seen == [SERVING]
     status, _, body = rest(rest_port, "GET", "/v1/health/ready")
     assert (status, json.loads(body)) == (200, {"status": "SERVING", "models": 2, "ready_models": 2})
     status, _, body = rest(rest_port, "GET", "/v1/health/live")

@@ -82,13 +82,14 @@ class HealthWatcher:
         self.manager = manager
         self.interval = interval
         self.servicer = health.HealthServicer()
-        self._names: set[str] = set()
+        self._status: dict[str, int] = {}  # service name -> the status last set
         self._ready: bool | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         for name in ALWAYS_SERVING:
             self.servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._status[""] = health_pb2.HealthCheckResponse.NOT_SERVING
 
     def add_to_server(self, server) -> None:
         """Registers `grpc.health.v1.Health` on a `grpc.Server` (before `server.start()`)."""
@@ -98,12 +99,13 @@ class HealthWatcher:
         """Sets every status from the manager now; returns the overall readiness."""
         serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
         ready, models = readiness(self.manager)
-        for name, available in models.items():
-            self.servicer.set(name, serving if available else not_serving)
-        for name in self._names - set(models):  # removed from the config
-            self.servicer.set(name, not_serving)
-        self._names |= set(models)
-        self.servicer.set("", serving if ready else not_serving)
+        wanted = {name: serving if available else not_serving for name, available in models.items()}
+        wanted.update({name: not_serving for name in set(self._status) - set(models) - {""}})  # removed models
+        wanted[""] = serving if ready else not_serving
+        for name, status in wanted.items():
+            if self._status.get(name) != status:  # Watch streams get a message only on a change
+                self.servicer.set(name, status)
+                self._status[name] = status
         if ready != self._ready:
             _log.info(
                 "Health: %s (%d/%d models available)",
