@@ -238,3 +238,19 @@ def test_manifests_folder_holds_only_manifests():
     assert {p.suffix for p in K8S.iterdir()} <= {".yaml"}, "kubectl apply -f serving/k8s/ reads every file"
     assert all(isinstance(d, dict) and {"apiVersion", "kind", "metadata"} <= set(d) for p in K8S.glob("*.yaml")
                for d in yaml.safe_load_all(p.read_text()) if d)  # fmt: skip
+
+
+def test_configmap_files_match_the_serving_folder(manifests):
+    """The cluster runs the batching and monitoring settings of serving/ (compose, run_tf_serving.sh)."""
+    from kerasbert.serving.monitoring import load_monitoring_config
+    from kerasbert.serving.protos import BatchingParameters, MonitoringConfig, parse_text, read_text_file
+
+    data = manifests["ConfigMap"]["data"]
+    serving = REPO_ROOT / "serving"
+    assert parse_text(data["batching_parameters.txt"], BatchingParameters) == read_text_file(
+        str(serving / "batching_parameters.txt"), BatchingParameters
+    )
+    assert parse_text(data["monitoring.config"], MonitoringConfig) == read_text_file(
+        str(serving / "monitoring.config"), MonitoringConfig
+    )
+    assert load_monitoring_config(str(serving / "monitoring.config")) == "/monitoring/prometheus/metrics"

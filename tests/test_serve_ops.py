@@ -451,3 +451,26 @@ def test_cors_headers_only_when_enabled():
         handler = Handler()
         RestExtras(manager=None, cors=enabled).add_headers(handler)
         assert handler.sent == expected
+
+
+def test_tls_without_client_verify_needs_no_client_certificate(tmp_path, certs):
+    """TF Serving's client_verify: false: the server does not ask for a client certificate."""
+    save_version(tmp_path / "echo", 1)
+    config = tmp_path / "ssl.config"
+    config.write_text(ssl_config_text(certs["server.key"], certs["server.pem"]))
+    port = free_port()
+    target = f"localhost:{port}"
+
+    def ready():
+        try:
+            return bool(_model_status(target, _credentials(certs, client=False), timeout=2).model_version_status)
+        except grpc.RpcError:
+            return False
+
+    args = ["--port", str(port), "--model_name", "echo", "--model_base_path", str(tmp_path / "echo")]
+    with serve([*args, "--ssl_config_file", str(config)], ready):
+        assert _model_status(target, _credentials(certs, client=False)).model_version_status[0].state == AVAILABLE
+        assert _model_status(target, _credentials(certs)).model_version_status[0].state == AVAILABLE
+        with pytest.raises(grpc.RpcError) as err:
+            _model_status(target, _credentials(certs, ca="other-ca.pem", client=False))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
