@@ -27,7 +27,8 @@ if [[ -z "${KERASBERT_SERVE:-}" ]] && command -v docker >/dev/null 2>&1; then
     "tensorflow/serving:${TF_SERVING_VERSION:-latest}" \
     "${models[@]}" \
     --file_system_poll_wait_seconds=5 \
-    --enable_batching=true --batching_parameters_file=/config/batching_parameters.txt
+    --enable_batching=true --batching_parameters_file=/config/batching_parameters.txt \
+    --monitoring_config_file=/config/monitoring.config
 fi
 
 python="${PYTHON:-$repo/.venv/bin/python}"
@@ -44,7 +45,8 @@ fi
 cd "$repo"
 "$python" -m kerasbert.serve --port "$grpc_port" --rest_api_port "$rest_port" "${models[@]}" \
   --file_system_poll_wait_seconds 5 \
-  --enable_batching --batching_parameters_file "$here/batching_parameters.txt" &
+  --enable_batching --batching_parameters_file "$here/batching_parameters.txt" \
+  --monitoring_config_file "$here/monitoring.config" --enable_grpc_healthcheck_service &
 server=$!
 trap 'kill -TERM "$server" 2>/dev/null || true' TERM INT   # graceful stop, then the EXIT trap cleans up
 wait "$server" || wait "$server"

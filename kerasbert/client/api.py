@@ -133,6 +133,11 @@ class Client(Transport):
         target: ``"host:port"``; overrides ``host``/``port``.
         batch_size: long input lists are sent in requests of at most this many rows, so
             huge lists stay below gRPC message size limits.
+        tls: connect over TLS (implied by any of the three below); without ``ca_cert`` the
+            system's CAs verify the server.
+        ca_cert: the CA certificate that signed the server's (a path, or PEM text/bytes).
+        client_cert, client_key: a client certificate and its key, for servers started with
+            ``client_verify: true`` in ``--ssl_config_file`` (mutual TLS).
 
     Example:
 
@@ -141,6 +146,10 @@ class Client(Transport):
     client.status()                     # [(1, 'AVAILABLE')]
     client.classify(["great", "awful"])[1]["label"]   # 'negative'
     client.close()
+
+    # TLS (the server's --ssl_config_file), with a client certificate for client_verify
+    Client("serving.example.com:8500", model_name="sst2", ca_cert="ca.pem",
+           client_cert="client.pem", client_key="client.key")
     ```
     """
 

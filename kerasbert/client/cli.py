@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--status", action="store_true", help="print the served versions and their states")
     parser.add_argument("--metadata", action="store_true", help="print the signature's inputs and outputs")
     parser.add_argument("--timeout", type=float, default=10.0)
+    tls = parser.add_argument_group("TLS (a server started with --ssl_config_file)")
+    tls.add_argument("--tls", action="store_true", help="connect over TLS, verifying the server with the system's CAs")
+    tls.add_argument("--ca-cert", help="PEM file of the CA that signed the server certificate (implies --tls)")
+    tls.add_argument("--client-cert", help="PEM client certificate, for servers with client_verify (with --client-key)")
+    tls.add_argument("--client-key", help="PEM private key of --client-cert")
     return parser
 
 
@@ -62,9 +67,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.texts or args.status or args.metadata):
         parser.error("give texts to classify, or --status / --metadata")
-    with Client(
-        target=args.server, model_name=args.model, signature_name=args.signature, timeout=args.timeout
-    ) as client:
+    if (args.client_cert is None) != (args.client_key is None):
+        parser.error("--client-cert and --client-key go together")
+    try:
+        client = Client(
+            target=args.server,
+            model_name=args.model,
+            signature_name=args.signature,
+            timeout=args.timeout,
+            tls=args.tls,
+            ca_cert=args.ca_cert,
+            client_cert=args.client_cert,
+            client_key=args.client_key,
+        )
+    except ValueError as err:  # an unreadable certificate file
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    with client:
         try:
             if args.status:
                 print(_dumps({"model": client.model_name, "versions": client.status()}))

@@ -64,6 +64,44 @@ def split_target(target: str) -> tuple[str, str | None]:
     return target, None
 
 
+def _pem(value: str | os.PathLike | bytes | None, what: str) -> bytes | None:
+    """PEM bytes from bytes, PEM text, or a file path."""
+    if value is None or isinstance(value, bytes):
+        return value
+    text = os.fspath(value)
+    if "-----BEGIN" in text:
+        return text.encode("ascii")
+    try:
+        with open(text, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read the {what} file {text}: {exc.strerror}") from None
+
+
+def tls_credentials(
+    ca_cert: str | os.PathLike | bytes | None = None,
+    client_cert: str | os.PathLike | bytes | None = None,
+    client_key: str | os.PathLike | bytes | None = None,
+) -> grpc.ChannelCredentials:
+    """gRPC channel credentials: the CA that signed the server's certificate (None = the system's CAs), and a
+    client certificate + key for servers with ``client_verify: true``. Each is PEM bytes/text or a file path.
+
+    Example:
+
+    >>> tls_credentials(client_cert="client.pem")
+    Traceback (most recent call last):
+    ...
+    ValueError: client_cert and client_key go together (mutual TLS needs both)
+    """
+    if (client_cert is None) != (client_key is None):
+        raise ValueError("client_cert and client_key go together (mutual TLS needs both)")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_pem(ca_cert, "CA certificate"),
+        private_key=_pem(client_key, "client key"),
+        certificate_chain=_pem(client_cert, "client certificate"),
+    )
+
+
 Batch = tuple[slice, dict[str, np.ndarray]]  # the input rows one request answered, and its outputs
 
 
@@ -84,6 +122,10 @@ class Transport:
         *,
         target: str | None = None,
         batch_size: int = 64,
+        tls: bool = False,
+        ca_cert: str | os.PathLike | bytes | None = None,
+        client_cert: str | os.PathLike | bytes | None = None,
+        client_key: str | os.PathLike | bytes | None = None,
     ):
         if target is None:
             if host is not None and port is None and split_target(host)[1] is not None:
@@ -106,7 +148,13 @@ class Transport:
             # Retry a server that was down within seconds, not gRPC's default 2 minutes.
             ("grpc.max_reconnect_backoff_ms", 5000),
         ]
-        self._channel = grpc.insecure_channel(target, options=options)
+        self.tls = bool(tls or ca_cert or client_cert or client_key)
+        if self.tls:
+            self._channel = grpc.secure_channel(
+                target, tls_credentials(ca_cert, client_cert, client_key), options=options
+            )
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         # (model_name, version) -> ExportMetadata, or (reason, code, details) when the model has none.
@@ -144,6 +192,14 @@ class Transport:
         code = err.code() if hasattr(err, "code") else None
         details = (err.details() if hasattr(err, "details") else None) or str(err)
         name = code.name if code is not None else None
+        if code == grpc.StatusCode.UNAVAILABLE and self.tls:
+            return ServerUnavailable(
+                f"no TLS connection to {self.target}: the server is down, does not speak TLS, or the certificates "
+                f"do not match (the CA must have signed the server's certificate for this host name; with "
+                f"client_verify the server needs a client certificate) (gRPC: {details})",
+                name,
+                details,
+            )
         if code == grpc.StatusCode.UNAVAILABLE:
             return ServerUnavailable(
                 f"no TF Serving server at {self.target} – start one with "

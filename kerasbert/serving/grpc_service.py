@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 
 import grpc
 import tensorflow as tf
@@ -18,6 +19,7 @@ from tensorflow_serving.apis import (
 
 from kerasbert.serving.errors import ServingError, invalid_argument
 from kerasbert.serving.model_manager import ModelManager
+from kerasbert.serving.monitoring import record_grpc
 from kerasbert.serving.servable import DEFAULT_SIGNATURE
 
 _log = logging.getLogger("kerasbert.serve")
@@ -34,17 +36,25 @@ def version_choice(model_spec) -> tuple[int | None, str | None]:
 
 
 def _rpc(method):
-    """Turns ServingError (and any other exception) into a gRPC status, logging one line per error."""
+    """Turns ServingError (and any other exception) into a gRPC status, logging one line per error.
+
+    Also counts each model request into `self.manager.metrics` (request_count, request_latency), when set.
+    """
 
     @functools.wraps(method)
     def wrapper(self, request, context):
+        start = time.monotonic()
         try:
-            return method(self, request, context)
+            response = method(self, request, context)
         except ServingError as exc:
             code, message = exc.code, exc.message
         except Exception as exc:  # a bug or an unexpected model failure: keep serving
             _log.exception("%s failed unexpectedly", method.__name__)
             code, message = grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
+        else:
+            record_grpc(self.manager, method.__name__, request, "OK", time.monotonic() - start)
+            return response
+        record_grpc(self.manager, method.__name__, request, code.name, time.monotonic() - start)
         spec = getattr(request, "model_spec", None)
         _log.warning("%s model=%s -> %s: %s", method.__name__, spec.name if spec else "-", code.name, message)
         context.abort(code, message)

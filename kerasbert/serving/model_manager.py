@@ -43,6 +43,7 @@ class ModelManager:
         poll_wait_seconds: seconds between file system polls; 0 or less = poll only when the config is set.
         max_concurrent_executions: if set, at most this many signature calls run at once (used for
             `--enable_batching`'s `num_batch_threads`).
+        metrics: the server's `kerasbert.serving.metrics.Metrics` (None = no metrics).
 
     Example:
 
@@ -52,8 +53,9 @@ class ModelManager:
     1
     """
 
-    def __init__(self, poll_wait_seconds: float = 1.0, max_concurrent_executions: int | None = None):
+    def __init__(self, poll_wait_seconds: float = 1.0, max_concurrent_executions: int | None = None, *, metrics=None):
         self.poll_wait_seconds = poll_wait_seconds
+        self.metrics = metrics  # --- ops: a kerasbert.serving.metrics.Metrics, or None
         self._models: dict[str, _Model] = {}
         self._lock = threading.Lock()  # guards _models and each _Model's dicts
         self._sync_lock = threading.RLock()  # one config change / poll at a time; loads run outside _lock

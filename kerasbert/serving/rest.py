@@ -30,6 +30,7 @@ from tensorflow_serving.apis import model_pb2
 from kerasbert.serving.errors import ServingError, invalid_argument, not_found
 from kerasbert.serving.grpc_service import fill_status_response
 from kerasbert.serving.model_manager import ModelManager
+from kerasbert.serving.monitoring import counted_rest_route  # --- ops: request metrics
 from kerasbert.serving.servable import DEFAULT_SIGNATURE
 
 _log = logging.getLogger("kerasbert.serve")
@@ -149,6 +150,9 @@ class RestApi:
     (200, 'AVAILABLE')
     """
 
+    # --- ops: Host check, CORS, Prometheus and health paths (a http_extras.RestExtras, set by server.main)
+    extras = None
+
     def __init__(self, manager: ModelManager, timeout_ms: int = 30000, max_workers: int = 4):
         self.manager = manager
         self.timeout = timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else None
@@ -165,6 +169,7 @@ class RestApi:
             _log.exception("REST %s %s failed unexpectedly", method, path)
             return 500, {"error": f"{type(exc).__name__}: {exc}"}
 
+    @counted_rest_route  # --- ops: request_count / request_latency per model request
     def _route(self, method: str, path: str, body: bytes) -> dict:
         match = _ROUTE.match(path)
         if not match:
@@ -230,6 +235,8 @@ def start_rest_server(api: RestApi, host: str, port: int) -> ThreadingHTTPServer
         timeout = api.timeout  # socket read timeout
 
         def _answer(self, method: str) -> None:
+            if api.extras is not None and api.extras.intercept(self, method):  # --- ops hooks
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             status, payload = api.handle(method, self.path, body)
@@ -245,6 +252,17 @@ def start_rest_server(api: RestApi, host: str, port: int) -> ThreadingHTTPServer
 
         def do_POST(self):  # noqa: N802
             self._answer("POST")
+
+        # --- ops: OPTIONS preflight and CORS headers (kerasbert.serving.http_extras)
+        def do_OPTIONS(self):  # noqa: N802
+            if api.extras is not None and api.extras.intercept(self, "OPTIONS"):
+                return
+            self.send_error(501)
+
+        def end_headers(self):
+            if api.extras is not None:
+                api.extras.add_headers(self)
+            super().end_headers()
 
         def log_message(self, fmt, *args):  # keep stderr for errors, which RestApi logs
             pass

@@ -65,7 +65,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batching_parameters_file", default="", help="text-format BatchingParameters")
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
     p.add_argument("--grpc_max_threads", type=int, default=0, help="gRPC worker threads (default 4 x cores)")
+    # --- ops: monitoring, health, TLS, CORS (TF Serving's flags; see kerasbert.serving.{monitoring,health,tls})
+    p.add_argument(
+        "--monitoring_config_file",
+        default="",
+        help="text-format MonitoringConfig; prometheus_config { enable: true } serves metrics on the REST port",
+    )
+    p.add_argument(
+        "--enable_grpc_healthcheck_service",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="serve grpc.health.v1.Health: SERVING once every model has an AVAILABLE version",
+    )
+    p.add_argument(
+        "--ssl_config_file",
+        default="",
+        help="text-format SSLConfig (PEM contents of server_key, server_cert, custom_ca; client_verify) for gRPC",
+    )
+    p.add_argument(
+        "--rest_api_enable_cors_support",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="add CORS headers (Access-Control-Allow-Origin: *) to REST answers",
+    )
     return p
+
+
+def _load_ops_flags(args, parser):
+    """`(prometheus path or None, SSLConfig or None)` from the ops flags; flag errors exit 2 naming the flag."""
+    from kerasbert.serving.monitoring import load_monitoring_config
+    from kerasbert.serving.tls import load_ssl_config
+
+    metrics_path = ssl_config = None
+    if args.monitoring_config_file:
+        if not os.path.isfile(args.monitoring_config_file):
+            parser.error(f"--monitoring_config_file {args.monitoring_config_file} does not exist")
+        try:
+            metrics_path = load_monitoring_config(args.monitoring_config_file)
+        except ValueError as exc:
+            parser.error(f"--monitoring_config_file {args.monitoring_config_file} {exc}")
+        if metrics_path is not None and not args.rest_api_port:
+            parser.error("--monitoring_config_file needs --rest_api_port (metrics are served on the REST port)")
+    if args.ssl_config_file:
+        if not os.path.isfile(args.ssl_config_file):
+            parser.error(f"--ssl_config_file {args.ssl_config_file} does not exist")
+        try:
+            ssl_config = load_ssl_config(args.ssl_config_file)
+        except ValueError as exc:
+            parser.error(f"--ssl_config_file {args.ssl_config_file}: {exc}")
+    return metrics_path, ssl_config
 
 
 def parse_batching_parameters(text: str) -> dict[str, object]:
@@ -164,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname).1s %(name)s] %(message)s"
     )
     config = _load_config(args, parser)
+    metrics_path, ssl_config = _load_ops_flags(args, parser)  # --- ops
     batching = {}
     if args.batching_parameters_file:
         if not os.path.isfile(args.batching_parameters_file):
@@ -189,7 +242,13 @@ def main(argv: list[str] | None = None) -> int:
             batching or "defaults",
             slots,
         )
-    manager = ModelManager(args.file_system_poll_wait_seconds, max_concurrent_executions=slots)
+    # --- ops: one Metrics per server, shared by the manager and both front ends (via manager.metrics)
+    from kerasbert.serving import health, http_extras, monitoring, tls
+    from kerasbert.serving.metrics import Metrics
+
+    metrics = Metrics()
+    manager = ModelManager(args.file_system_poll_wait_seconds, max_concurrent_executions=slots, metrics=metrics)
+    monitoring.instrument_manager(manager)
     manager.reload_config(config)
 
     workers = args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * (os.cpu_count() or 1)
@@ -198,9 +257,15 @@ def main(argv: list[str] | None = None) -> int:
         options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
     )
     add_services(server, manager)
+    watcher = health.HealthWatcher(manager) if args.enable_grpc_healthcheck_service else None  # --- ops
+    if watcher is not None:
+        watcher.add_to_server(server)
     address = f"{args.host}:{args.port}"
     try:
-        bound = server.add_insecure_port(address)
+        if ssl_config is not None:  # --- ops: TLS
+            bound = server.add_secure_port(address, tls.server_credentials(ssl_config))
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError as exc:
         bound, reason = 0, exc
     else:
@@ -212,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     rest = api = None
     if args.rest_api_port:
         api = RestApi(manager, args.rest_api_timeout_in_ms, max_workers=workers)
+        api.extras = http_extras.RestExtras(  # --- ops: Host check, CORS, metrics and health paths
+            manager,
+            metrics,
+            metrics_path,
+            cors=args.rest_api_enable_cors_support,
+            check_host=http_extras.is_loopback(args.host),
+        )
         try:
             rest = start_rest_server(api, args.host, args.rest_api_port)
         except OSError as exc:
@@ -223,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             server.stop(0)
             return 1
     manager.start_polling()
+    if watcher is not None:  # --- ops
+        watcher.start()
 
     stop = threading.Event()
 
@@ -235,12 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Running gRPC ModelServer at {address} ... (models: {', '.join(manager.model_names())})", flush=True)
     if rest is not None:
         print(f"Exporting HTTP/REST API at:{args.host}:{args.rest_api_port} ...", flush=True)
+        if metrics_path is not None:  # --- ops
+            print(f"Prometheus metrics at http://{args.host}:{args.rest_api_port}{metrics_path}", flush=True)
     _log.info("Running gRPC ModelServer at %s ...", address)
     watch_config = args.model_config_file and args.model_config_file_poll_wait_seconds > 0
     config_watch = _ConfigWatch(args) if watch_config else None
     while not stop.wait(0.5):
         if config_watch is not None:
             config_watch.maybe_reload(manager)
+    if watcher is not None:  # --- ops: NOT_SERVING while draining
+        watcher.stop()
     server.stop(grace=5).wait(10)
     if rest is not None:
         rest.shutdown()
