@@ -301,7 +301,12 @@ def start_rest_server(api: RestApi, host: str, port: int) -> ThreadingHTTPServer
 
         def _send_json(self, status: int, payload: dict, close: bool = False) -> None:
             # one place where a finished request's HTTP status is known (hook per-request metrics here)
-            data = json.dumps(payload).encode("utf-8")
+            try:
+                data = json.dumps(payload).encode("utf-8")
+            except (TypeError, ValueError):  # an output JSON cannot carry (e.g. complex numbers)
+                error = internal_error("REST API")
+                _log.exception("REST %s: answer not JSON-serialisable (reference %s)", self.path, error.reference)
+                status, data = 500, json.dumps({"error": error.message}).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
