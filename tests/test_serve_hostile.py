@@ -287,6 +287,22 @@ def test_deadline_stops_a_3000_row_request_and_the_server_is_idle_again(server):
     assert "DEADLINE_EXCEEDED" in server.log()
 
 
+def test_cancelled_call_stops_the_work(server):
+    pid = server.proc.pid
+    with server.channel() as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        future = stub.Predict.future(make_request("slow", {"text": [f"row {i}" for i in range(3000)]}), timeout=30)
+        time.sleep(0.7)
+        assert future.cancel()
+    time.sleep(1.0)
+    cpu_before = cpu_seconds(pid)
+    time.sleep(1.0)
+    busy = cpu_seconds(pid) - cpu_before
+    print(f"\ncancel: CPU in the 2nd second after the client cancelled {busy:.2f} s")
+    assert busy < 0.3
+    assert_serving(server)
+
+
 def test_rest_timeout_stops_the_work_too(server):
     pid = server.proc.pid
     start = time.monotonic()
