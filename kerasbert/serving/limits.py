@@ -25,8 +25,6 @@ kerasbert.serving.errors.ServingError: INVALID_ARGUMENT: input 'text' has 100000
 from __future__ import annotations
 
 import contextvars
-import ctypes
-import ctypes.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,31 +167,4 @@ def check_tensor_proto(name: str, proto, expected_dtype: int | None, limits: Lim
         raise invalid_argument(f"input '{name}' is not a valid TensorProto for shape {dims}") from None
 
 
-_LIBC = None
-
-
-def release_memory() -> bool:
-    """Returns freed heap pages to the OS (glibc's `malloc_trim(0)`); False where that is unavailable.
-
-    glibc keeps the arenas of freed large batches mapped, so resident memory after one 10,000-row request stays
-    near its peak; trimming after large requests brings it back near the baseline.
-
-    Example:
-
-    >>> release_memory() in (True, False)
-    True
-    """
-    global _LIBC
-    if _LIBC is None:
-        try:
-            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _LIBC.malloc_trim  # noqa: B018 (probe the symbol)
-        except (OSError, AttributeError):
-            _LIBC = False
-    if not _LIBC:
-        return False
-    _LIBC.malloc_trim(0)
-    return True
-
-
-__all__ = ["Limits", "check_tensor_proto", "declared_size", "release_memory", "request_active"]
+__all__ = ["Limits", "check_tensor_proto", "declared_size", "request_active"]
