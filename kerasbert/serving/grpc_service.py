@@ -36,11 +36,7 @@ def version_choice(model_spec) -> tuple[int | None, str | None]:
 
 
 def _rpc(method):
-    """Turns ServingError (and any other exception) into a gRPC status, logging one line per error.
-
-    This is the one place where a finished call's status code is known (hook per-request metrics here).
-    Unexpected exceptions answer INTERNAL with a generic message and a reference; the traceback is logged.
-    """
+    """Turns ServingError (and any other exception) into a gRPC status, logging one line per error."""
 
     @functools.wraps(method)
     def wrapper(self, request, context):
@@ -49,6 +45,7 @@ def _rpc(method):
         except ServingError as exc:
             code, message = exc.code, exc.message
         except Exception:  # a bug or an unexpected model failure: keep serving, tell the client nothing inside
+            # (INTERNAL with a generic message and a reference; the traceback goes to the log)
             error = internal_error(method.__name__)
             _log.exception("%s failed unexpectedly (reference %s)", method.__name__, error.reference)
             code, message = error.code, error.message
