@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+
 import grpc
 
 # HTTP status per gRPC code, as TF Serving's REST API maps them.
@@ -63,3 +66,45 @@ def status_code_from_int(value: int) -> grpc.StatusCode:
         if code.value[0] == value:
             return code
     return grpc.StatusCode.UNKNOWN
+
+
+# An absolute POSIX path (or file:// URI) at the start of the text or after a space, quote, bracket, = or colon.
+_ABS_PATH = re.compile(r"""(?<![\w.~-])(?:file://)?(?:/[^\s'"`,;:()\[\]<>]+)+""")
+
+
+def public_message(error: BaseException | str) -> str:
+    """The first line of an error, fit for clients: absolute paths shortened to their last part.
+
+    Use it for anything that reaches a client from a load or runtime failure (model status messages, op
+    errors); the full text belongs in the server log.
+
+    Example:
+
+    >>> public_message(OSError("Failed to find any matching files for /srv/m/1/variables/variables\\nmore"))
+    'Failed to find any matching files for …/variables'
+    >>> public_message("SavedModel file does not exist at: /home/u/exports/sst2/3/{saved_model.pbtxt|saved_model.pb}")
+    'SavedModel file does not exist at: …/{saved_model.pbtxt|saved_model.pb}'
+    """
+    text = error if isinstance(error, str) else str(error)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return "unknown error" if isinstance(error, str) else "error while loading or running the model"
+    return _ABS_PATH.sub(lambda m: "…/" + m.group(0).rstrip("/").rsplit("/", 1)[-1], lines[0])
+
+
+def internal_error(context: str) -> ServingError:
+    """An INTERNAL error for an unexpected exception: a generic message plus a reference to find the log line.
+
+    The caller logs the traceback with the same reference (`error.reference`); the client learns neither the
+    exception class nor its text.
+
+    Example:
+
+    >>> err = internal_error("Predict")
+    >>> err.message.startswith("Internal error in Predict (reference ")
+    True
+    """
+    reference = secrets.token_hex(4)
+    error = ServingError(grpc.StatusCode.INTERNAL, f"Internal error in {context} (reference {reference})")
+    error.reference = reference
+    return error

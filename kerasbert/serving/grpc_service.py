@@ -17,7 +17,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from kerasbert.serving.errors import ServingError, invalid_argument
+from kerasbert.serving.errors import ServingError, internal_error, invalid_argument
+from kerasbert.serving.limits import Limits, check_tensor_proto, declared_size, request_active
 from kerasbert.serving.model_manager import ModelManager
 from kerasbert.serving.monitoring import record_grpc
 from kerasbert.serving.servable import DEFAULT_SIGNATURE
@@ -48,9 +49,11 @@ def _rpc(method):
             response = method(self, request, context)
         except ServingError as exc:
             code, message = exc.code, exc.message
-        except Exception as exc:  # a bug or an unexpected model failure: keep serving
-            _log.exception("%s failed unexpectedly", method.__name__)
-            code, message = grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}"
+        except Exception:  # a bug or an unexpected model failure: keep serving, tell the client nothing inside
+            # (INTERNAL with a generic message and a reference; the traceback goes to the log)
+            error = internal_error(method.__name__)
+            _log.exception("%s failed unexpectedly (reference %s)", method.__name__, error.reference)
+            code, message = error.code, error.message
         else:
             record_grpc(self.manager, method.__name__, request, "OK", time.monotonic() - start)
             return response
@@ -60,6 +63,55 @@ def _rpc(method):
         context.abort(code, message)
 
     return wrapper
+
+
+def request_deadline(context) -> float | None:
+    """The call's absolute `time.monotonic()` deadline from `context.time_remaining()` (None = no deadline).
+
+    Example:
+
+    >>> class Ctx:
+    ...     def time_remaining(self): return None
+    >>> request_deadline(Ctx()) is None
+    True
+    """
+    remaining = context.time_remaining() if context is not None else None
+    return None if remaining is None else time.monotonic() + remaining
+
+
+def parse_inputs(request, signature_def, limits: Limits) -> dict[str, tf.Tensor]:
+    """A PredictRequest's inputs as tensors, each checked (dtype, dims, rows, bytes) before it is built.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for a wrong dtype, a negative dim or a request past the caps.
+
+    Example:
+
+    >>> request = predict_pb2.PredictRequest()
+    >>> request.inputs["text"].CopyFrom(tf.make_tensor_proto(["a", "b"]))
+    >>> from tensorflow.core.protobuf import meta_graph_pb2
+    >>> sig = meta_graph_pb2.SignatureDef()
+    >>> sig.inputs["text"].dtype = tf.string.as_datatype_enum
+    >>> parse_inputs(request, sig, Limits())["text"].shape
+    TensorShape([2])
+    """
+    expected = signature_def.inputs
+    total = 0
+    arrays = {}
+    # declared sizes of all inputs first, so no input is built when the request as a whole is past the caps
+    for name, proto in request.inputs.items():
+        if name in expected:
+            dims, size = declared_size(proto, proto.dtype) if proto.dtype == expected[name].dtype else ([], 0)
+            if dims:
+                limits.check_rows(name, dims[0])
+            total += size
+    limits.check_bytes(total)
+    for name, proto in request.inputs.items():
+        info = expected.get(name)
+        array, _ = check_tensor_proto(name, proto, info.dtype if info is not None else None, limits)
+        # a name not in the signature gets a placeholder: Servable.predict reports it with the expected ones
+        arrays[name] = tf.constant(array) if info is not None else tf.constant(0)
+    return arrays
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -78,17 +130,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_rpc
     def Predict(self, request, context):
+        deadline = request_deadline(context)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded")
         version, label = version_choice(request.model_spec)
         servable = self.manager.get_servable(request.model_spec.name, version, label)
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        servable.signature_def(signature_name)  # NOT_FOUND before input parsing
-        inputs = {}
-        for name, proto in request.inputs.items():
-            try:
-                inputs[name] = tf.constant(tf.make_ndarray(proto), dtype=tf.dtypes.as_dtype(proto.dtype))
-            except Exception as exc:
-                raise invalid_argument(f"input '{name}' is not a valid TensorProto: {exc}") from exc
-        outputs = self.manager.predict(servable, signature_name, inputs, list(request.output_filter))
+        signature_def = servable.signature_def(signature_name)  # NOT_FOUND before input parsing
+        inputs = parse_inputs(request, signature_def, self.manager.limits or Limits())
+        token = request_active.set(context.is_active if context is not None else None)
+        try:
+            outputs = self.manager.predict(
+                servable, signature_name, inputs, list(request.output_filter), deadline=deadline
+            )
+        finally:
+            request_active.reset(token)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version

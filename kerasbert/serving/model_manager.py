@@ -14,7 +14,8 @@ from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
 from kerasbert.serving.config import aspired_versions, list_versions, single_model_config, validate_config
-from kerasbert.serving.errors import ServingError, not_found
+from kerasbert.serving.errors import ServingError, not_found, public_message
+from kerasbert.serving.limits import Limits
 from kerasbert.serving.servable import Servable
 
 _log = logging.getLogger("kerasbert.serve")
@@ -44,6 +45,7 @@ class ModelManager:
         max_concurrent_executions: if set, at most this many signature calls run at once (used for
             `--enable_batching`'s `num_batch_threads`).
         metrics: the server's `kerasbert.serving.metrics.Metrics` (None = no metrics).
+        limits: request caps and the predict chunk size (`kerasbert.serving.limits.Limits`).
 
     Example:
 
@@ -53,9 +55,17 @@ class ModelManager:
     1
     """
 
-    def __init__(self, poll_wait_seconds: float = 1.0, max_concurrent_executions: int | None = None, *, metrics=None):
+    def __init__(
+        self,
+        poll_wait_seconds: float = 1.0,
+        max_concurrent_executions: int | None = None,
+        *,
+        metrics=None,
+        limits: Limits | None = None,
+    ):
         self.poll_wait_seconds = poll_wait_seconds
         self.metrics = metrics  # --- ops: a kerasbert.serving.metrics.Metrics, or None
+        self.limits = limits  # request caps and chunk size (kerasbert.serving.limits); None = defaults
         self._models: dict[str, _Model] = {}
         self._lock = threading.Lock()  # guards _models and each _Model's dicts
         self._sync_lock = threading.RLock()  # one config change / poll at a time; loads run outside _lock
@@ -139,14 +149,14 @@ class ModelManager:
                 servable = Servable.load(cfg.name, version, path)
             except Exception as exc:
                 model.failures[version] = model.failures.get(version, 0) + 1
-                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                first_line = public_message(exc)  # no absolute paths in status (the log line below has them)
                 _log.error(
                     "Loading servable version {name: %s version: %d} failed (attempt %d/%d): %s",
                     cfg.name,
                     version,
                     model.failures[version],
                     MAX_LOAD_ATTEMPTS,
-                    first_line,
+                    (str(exc).strip().splitlines() or [repr(exc)])[0],
                 )
                 self._set_status(model, version, State.END, grpc.StatusCode.UNKNOWN, first_line)
                 continue
@@ -188,12 +198,12 @@ class ModelManager:
                 model.loaded.clear()
 
     # --------------------------------------------------------------------------------------- requests
-    def _model(self, name: str) -> _Model:
+    # --- request path: messages as TF Serving's (no list of served models, labels or versions to clients)
+    def _model(self, name: str, request: str) -> _Model:
         model = self._models.get(name)
         if model is None:
-            raise not_found(
-                f"Servable not found for request: model '{name}' is not served (served models: {sorted(self._models)})"
-            )
+            _log.info("Request for model '%s', which is not served (served: %s)", name, sorted(self._models))
+            raise not_found(f"Servable not found for request: {request}")
         return model
 
     def get_servable(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
@@ -202,32 +212,37 @@ class ModelManager:
         Raises:
             ServingError: NOT_FOUND for an unknown model, version or label, or a version not loaded.
         """
+        request = f"Latest({name})" if version is None and not label else f"Specific({name}, {version})"
         with self._lock:
-            model = self._model(name)
+            model = self._model(name, request if not label else f"Specific({name}, {label})")
             if label:
                 labels = dict(model.config.version_labels)
                 if label not in labels:
-                    raise not_found(
-                        f"Unrecognized servable version label: '{label}' for model '{name}' (labels: {sorted(labels)})"
-                    )
+                    raise not_found(f"Unrecognized servable version label: {label}")
                 version = labels[label]
+                request = f"Specific({name}, {version})"
             if version is None:
                 if not model.loaded:
-                    raise not_found(f"Servable not found for request: Latest({name}); no version is loaded")
+                    raise not_found(f"Servable not found for request: {request}")
                 return model.loaded[max(model.loaded)]
             servable = model.loaded.get(version)
             if servable is None:
-                raise not_found(
-                    f"Servable not found for request: Specific({name}, {version}); "
-                    f"loaded versions: {sorted(model.loaded)}"
-                )
+                _log.info("Request for %s; loaded versions: %s", request, sorted(model.loaded))
+                raise not_found(f"Servable not found for request: {request}")
             return servable
 
-    def predict(self, servable: Servable, signature_name: str, inputs: Mapping, output_filter=()) -> dict:
-        """Runs `servable.predict`, within the execution-slot limit if one is set."""
+    def predict(
+        self, servable: Servable, signature_name: str, inputs: Mapping, output_filter=(), deadline: float | None = None
+    ) -> dict:
+        """Runs `servable.predict`, within the execution-slot limit if one is set.
+
+        `deadline` is an absolute `time.monotonic()` (None = none): work not started by then is skipped, and a
+        chunked call stops between chunks once it passes (DEADLINE_EXCEEDED).
+        """
         guard = self._slots if self._slots is not None else contextlib.nullcontext()
+        chunk_rows = self.limits.predict_chunk_rows if self.limits is not None else None
         with guard:
-            return servable.predict(signature_name, inputs, output_filter)
+            return servable.predict(signature_name, inputs, output_filter, deadline=deadline, chunk_rows=chunk_rows)
 
     def model_status(self, name: str, version: int | None = None, label: str | None = None):
         """`[(version, State, grpc.StatusCode, message)]` for a model, like TF Serving's GetModelStatus.
@@ -240,14 +255,17 @@ class ModelManager:
         if label:
             version = self.get_servable(name, label=label).version
         with self._lock:
-            model = self._model(name)
-            status = dict(model.status)
+            model = self._models.get(name)
+            if model is None:
+                raise not_found(f"Could not find any versions of model {name}")
+            # public_message: load errors name absolute paths, which clients must not see (the log has them)
+            status = {v: (st, code, public_message(msg) if msg else msg) for v, (st, code, msg) in model.status.items()}
         if version is not None:
             if version not in status:
-                raise not_found(f"Could not find version {version} of model '{name}'")
+                raise not_found(f"Could not find version {version} of model {name}")
             return [(version, *status[version])]
         if not status:
-            raise not_found(f"Could not find any versions of model '{name}'")
+            raise not_found(f"Could not find any versions of model {name}")
         return [(v, *status[v]) for v in sorted(status)]
 
 

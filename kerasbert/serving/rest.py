@@ -13,11 +13,15 @@ Strings travel as UTF-8 JSON strings; binary ones as `{"b64": "..."}` both ways.
 from __future__ import annotations
 
 import base64
+import binascii
 import concurrent.futures
 import json
 import logging
 import re
+import sys
 import threading
+import time
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -27,8 +31,9 @@ import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
-from kerasbert.serving.errors import ServingError, invalid_argument, not_found
+from kerasbert.serving.errors import ServingError, internal_error, invalid_argument, not_found
 from kerasbert.serving.grpc_service import fill_status_response
+from kerasbert.serving.limits import Limits
 from kerasbert.serving.model_manager import ModelManager
 from kerasbert.serving.monitoring import counted_rest_route  # --- ops: request metrics
 from kerasbert.serving.servable import DEFAULT_SIGNATURE
@@ -39,6 +44,8 @@ _ROUTE = re.compile(
     r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
     r"(?P<verb>/metadata|:predict|:classify|:regress)?/?$"
 )
+_INT64_MAX = 2**63 - 1
+SERVER_HEADER = "kerasbert.serve"  # no Python version (TF Serving sends no Server header at all)
 
 
 def _to_json_value(value: Any) -> Any:
@@ -61,10 +68,33 @@ def _decode_strings(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode_strings(v) for v in value]
     if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"])
+        return _b64decode(value["b64"])
     if isinstance(value, str):
         return value.encode("utf-8")
     raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
+
+
+def _b64decode(text: Any) -> bytes:
+    """Strict base64 (standard or URL-safe alphabet, padding optional, like absl::Base64Unescape).
+
+    Example:
+
+    >>> _b64decode("YWJj"), _b64decode("YWI")
+    (b'abc', b'ab')
+    >>> _b64decode("!!!")
+    Traceback (most recent call last):
+    ...
+    ValueError: Unable to base64 decode
+    """
+    if not isinstance(text, str):
+        raise ValueError("Unable to base64 decode")
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(padded.encode("ascii"))  # no validate= for this alphabet
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ValueError("Unable to base64 decode") from None
 
 
 def json_to_tensor(name: str, value: Any, dtype: tf.DType) -> tf.Tensor:
@@ -77,12 +107,17 @@ def json_to_tensor(name: str, value: Any, dtype: tf.DType) -> tf.Tensor:
         else:
             array = np.asarray(value, dtype=dtype.as_numpy_dtype)
         return tf.constant(array, dtype=dtype)
+    except RecursionError:
+        raise invalid_argument(f"input '{name}' is nested too deeply") from None
     except Exception as exc:
         raise invalid_argument(f"input '{name}' cannot be converted to a {dtype.name} tensor: {exc}") from exc
 
 
-def request_to_inputs(body: dict, signature_def) -> tuple[dict[str, tf.Tensor], bool]:
-    """Parses a `:predict` body into named tensors; returns `(inputs, row_format)`."""
+def request_to_inputs(body: dict, signature_def, limits: Limits | None = None) -> tuple[dict[str, tf.Tensor], bool]:
+    """Parses a `:predict` body into named tensors; returns `(inputs, row_format)`.
+
+    Rows past `limits.max_request_rows` are refused before any tensor is built.
+    """
     expected = {k: tf.dtypes.as_dtype(v.dtype) for k, v in signature_def.inputs.items()}
     if not expected and not body.get("instances") and not body.get("inputs"):
         return {}, False  # a signature without inputs (e.g. kerasbert's `metadata`): nothing to parse
@@ -117,6 +152,13 @@ def request_to_inputs(body: dict, signature_def) -> tuple[dict[str, tf.Tensor], 
         else:
             raise invalid_argument(f"the signature has inputs {sorted(expected)}: 'inputs' must be an object")
         row = False
+    # --- limits: the row cap, before building tensors
+    limits = limits or Limits()
+    if row:
+        limits.check_rows(next(iter(columns), "instances"), len(instances))
+    for key, value in columns.items():
+        if isinstance(value, list):
+            limits.check_rows(key, len(value))
     tensors = {}
     for key, value in columns.items():
         # a name not in the signature gets a placeholder: Servable.predict reports it with the expected ones
@@ -165,9 +207,10 @@ class RestApi:
         except ServingError as exc:
             _log.warning("REST %s %s -> %s: %s", method, path, exc.code.name, exc.message)
             return exc.http_status, {"error": exc.message}
-        except Exception as exc:
-            _log.exception("REST %s %s failed unexpectedly", method, path)
-            return 500, {"error": f"{type(exc).__name__}: {exc}"}
+        except Exception:  # a bug: keep serving, tell the client nothing about the inside
+            error = internal_error("REST API")
+            _log.exception("REST %s %s failed unexpectedly (reference %s)", method, path, error.reference)
+            return 500, {"error": error.message}
 
     @counted_rest_route  # --- ops: request_count / request_latency per model request
     def _route(self, method: str, path: str, body: bytes) -> dict:
@@ -177,6 +220,8 @@ class RestApi:
         spec = model_pb2.ModelSpec(name=match["name"])
         version = int(match["version"]) if match["version"] else None
         if version is not None:
+            if version > _INT64_MAX:  # TF Serving's absl::SimpleAtoi into int64
+                raise invalid_argument(f"Failed to convert version: {match['version']} to numeric.")
             spec.version.value = version
         if match["label"]:
             spec.version_label = match["label"]
@@ -204,16 +249,23 @@ class RestApi:
         raise not_found(f"Malformed request: {method} {path}")
 
     def _predict(self, name: str, version: int | None, label: str | None, body: bytes) -> dict:
+        deadline = time.monotonic() + self.timeout if self.timeout else None
         try:
             request = json.loads(body or b"{}")
+        except RecursionError:
+            raise invalid_argument("JSON parse error: nested too deeply") from None
         except ValueError as exc:
             raise invalid_argument(f"JSON parse error: {exc}") from exc
         if not isinstance(request, dict):
             raise invalid_argument("the request body must be a JSON object")
         servable = self.manager.get_servable(name, version, label)
-        signature_name = request.get("signature_name") or DEFAULT_SIGNATURE
-        inputs, row = request_to_inputs(request, servable.signature_def(signature_name))
-        future = self._pool.submit(self.manager.predict, servable, signature_name, inputs)
+        signature_name = request.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise invalid_argument("'signature_name' key must be a string value.")
+        signature_name = signature_name or DEFAULT_SIGNATURE
+        inputs, row = request_to_inputs(request, servable.signature_def(signature_name), self.manager.limits)
+        # the deadline stops a chunked call between chunks once the client has been answered 504
+        future = self._pool.submit(self.manager.predict, servable, signature_name, inputs, (), deadline)
         try:
             outputs = future.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
@@ -227,25 +279,101 @@ class RestApi:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class _BodyError(Exception):
+    """A request whose body cannot be read: answered with `status` and the connection closed."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 def start_rest_server(api: RestApi, host: str, port: int) -> ThreadingHTTPServer:
-    """Serves `api` on `host:port` from a daemon thread; returns the server (call `.shutdown()` to stop)."""
+    """Serves `api` on `host:port` from a daemon thread; returns the server (call `.shutdown()` to stop).
+
+    Client mistakes in the HTTP layer get a JSON error too: a bad `Content-Length` 400, a body past
+    `--rest_api_max_body_bytes` 413 (not read), a body not sent within `--rest_api_read_timeout_in_ms` 408.
+    """
+    limits = api.manager.limits or Limits()
+    read_timeout = limits.rest_read_timeout_ms / 1000 if limits.rest_read_timeout_ms > 0 else None
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        timeout = api.timeout  # socket read timeout
+        timeout = read_timeout  # socket timeout while reading request lines and headers (and idle keep-alive)
+
+        def version_string(self) -> str:
+            return SERVER_HEADER
+
+        def _send_json(self, status: int, payload: dict, close: bool = False) -> None:
+            # one place where a finished request's HTTP status is known (hook per-request metrics here)
+            try:
+                data = json.dumps(payload).encode("utf-8")
+            except (TypeError, ValueError):  # an output JSON cannot carry (e.g. complex numbers)
+                error = internal_error("REST API")
+                _log.exception("REST %s: answer not JSON-serialisable (reference %s)", self.path, error.reference)
+                status, data = 500, json.dumps({"error": error.message}).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if close:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def send_error(self, code, message=None, explain=None):  # http.server's own errors, as JSON
+            try:
+                phrase = HTTPStatus(code).phrase
+            except ValueError:
+                phrase = "Error"
+            self._send_json(code, {"error": message or phrase}, close=True)
+
+        def _read_body(self) -> bytes:
+            # hand-written: http.server reads bodies itself with no size cap, no strict Content-Length and a
+            # per-recv (not per-body) timeout
+            if self.headers.get("Transfer-Encoding"):
+                raise _BodyError(411, "chunked request bodies are not supported; send Content-Length")
+            raw = self.headers.get("Content-Length")
+            if raw is None:
+                return b""
+            raw = raw.strip()
+            if not (raw.isascii() and raw.isdigit()):
+                raise _BodyError(400, "Invalid Content-Length header")
+            length = int(raw)
+            if limits.rest_max_body_bytes and length > limits.rest_max_body_bytes:
+                raise _BodyError(413, f"request body of {length} bytes is larger than --rest_api_max_body_bytes")
+            until = time.monotonic() + read_timeout if read_timeout else None
+            chunks, got = [], 0
+            try:
+                while got < length:
+                    if until is not None:
+                        left = until - time.monotonic()
+                        if left <= 0:
+                            raise TimeoutError
+                        self.connection.settimeout(left)
+                    piece = self.rfile.read1(min(length - got, 1 << 20))
+                    if not piece:
+                        raise _BodyError(400, f"request body ended after {got} of {length} bytes")
+                    chunks.append(piece)
+                    got += len(piece)
+            except TimeoutError:
+                raise _BodyError(408, f"request body not received in time ({got} of {length} bytes)") from None
+            finally:
+                self.connection.settimeout(read_timeout)
+            return b"".join(chunks)
 
         def _answer(self, method: str) -> None:
             if api.extras is not None and api.extras.intercept(self, method):  # --- ops hooks
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
+            try:
+                body = self._read_body()
+            except _BodyError as exc:
+                _log.warning("REST %s %s -> %d: %s", method, self.path, exc.status, exc.message)
+                self._send_json(exc.status, {"error": exc.message}, close=True)
+                return
             status, payload = api.handle(method, self.path, body)
-            data = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._send_json(status, payload)
 
         def do_GET(self):  # noqa: N802 (http.server naming)
             self._answer("GET")
@@ -269,5 +397,10 @@ def start_rest_server(api: RestApi, host: str, port: int) -> ThreadingHTTPServer
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
+
+    def handle_error(request, client_address):  # e.g. a client that hung up mid-answer: one log line, no traceback
+        _log.info("REST connection from %s failed: %r", client_address[0], sys.exc_info()[1])
+
+    server.handle_error = handle_error
     threading.Thread(target=server.serve_forever, name="rest", daemon=True).start()
     return server

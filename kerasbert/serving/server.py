@@ -27,6 +27,27 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _port(text: str) -> int:
+    """A TCP port number 0..65535 (gRPC and the OS would silently wrap 70000 to 4464)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -39,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="TF Serving-compatible gRPC/REST model server for raw-string SavedModels.",
     )
-    p.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
-    p.add_argument("--rest_api_port", type=int, default=0, help="REST port; 0 (default) = no REST API")
+    p.add_argument("--port", type=_port, default=8500, help="gRPC port (default 8500)")
+    p.add_argument("--rest_api_port", type=_port, default=0, help="REST port; 0 (default) = no REST API")
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -92,6 +113,43 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         help="add CORS headers (Access-Control-Allow-Origin: *) to REST answers",
     )
+    # --- limits (ours; TF Serving has none of these): hostile or oversized requests are refused before any
+    # tensor is built, and big batches run in chunks so memory is bounded by the chunk
+    from kerasbert.serving import limits  # no TensorFlow import
+
+    p.add_argument(
+        "--max_request_rows",
+        type=_non_negative,
+        default=limits.DEFAULT_MAX_REQUEST_ROWS,
+        help=f"largest batch (rows) of one Predict request; 0 = no cap (default {limits.DEFAULT_MAX_REQUEST_ROWS})",
+    )
+    p.add_argument(
+        "--max_request_bytes",
+        type=_non_negative,
+        default=limits.DEFAULT_MAX_REQUEST_BYTES,
+        help="largest decoded size of one request's inputs, also the gRPC message limit; 0 = no cap "
+        f"(default {limits.DEFAULT_MAX_REQUEST_BYTES} = 256 MiB)",
+    )
+    p.add_argument(
+        "--predict_chunk_rows",
+        type=_non_negative,
+        default=limits.DEFAULT_PREDICT_CHUNK_ROWS,
+        help="bigger batches run in chunks of this many rows (checking the deadline between chunks); "
+        f"0 = never chunk (default {limits.DEFAULT_PREDICT_CHUNK_ROWS})",
+    )
+    p.add_argument(
+        "--rest_api_max_body_bytes",
+        type=_non_negative,
+        default=limits.DEFAULT_REST_MAX_BODY_BYTES,
+        help=f"larger REST bodies get 413 unread; 0 = no cap (default {limits.DEFAULT_REST_MAX_BODY_BYTES} = 64 MiB)",
+    )
+    p.add_argument(
+        "--rest_api_read_timeout_in_ms",
+        type=_non_negative,
+        default=limits.DEFAULT_REST_READ_TIMEOUT_MS,
+        help="time a REST client has to send its headers and body, else 408; 0 = none "
+        f"(default {limits.DEFAULT_REST_READ_TIMEOUT_MS})",
+    )
     return p
 
 
@@ -118,6 +176,25 @@ def _load_ops_flags(args, parser):
         except ValueError as exc:
             parser.error(f"--ssl_config_file {args.ssl_config_file}: {exc}")
     return metrics_path, ssl_config
+
+
+def limits_from_args(args):
+    """The `Limits` the `# --- limits` flags describe.
+
+    Example:
+
+    >>> limits_from_args(build_parser().parse_args(["--max_request_rows", "5"])).max_request_rows
+    5
+    """
+    from kerasbert.serving.limits import Limits
+
+    return Limits(
+        max_request_rows=args.max_request_rows,
+        max_request_bytes=args.max_request_bytes,
+        predict_chunk_rows=args.predict_chunk_rows,
+        rest_max_body_bytes=args.rest_api_max_body_bytes,
+        rest_read_timeout_ms=args.rest_api_read_timeout_in_ms,
+    )
 
 
 def parse_batching_parameters(text: str) -> dict[str, object]:
@@ -199,6 +276,13 @@ class _ConfigWatch:
             _log.error("Ignoring changed %s: %s", self.path, exc)
 
 
+def _grpc_message_limit(max_request_bytes: int) -> int:
+    """gRPC's receive limit for `--max_request_bytes` (-1 = none); gRPC itself answers RESOURCE_EXHAUSTED past it."""
+    if not max_request_bytes:
+        return -1
+    return min(2 * max_request_bytes + (1 << 20), 2**31 - 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the server until SIGTERM/SIGINT; returns the exit code.
 
@@ -247,14 +331,23 @@ def main(argv: list[str] | None = None) -> int:
     from kerasbert.serving.metrics import Metrics
 
     metrics = Metrics()
-    manager = ModelManager(args.file_system_poll_wait_seconds, max_concurrent_executions=slots, metrics=metrics)
+    limits = limits_from_args(args)  # --- limits
+    manager = ModelManager(
+        args.file_system_poll_wait_seconds, max_concurrent_executions=slots, metrics=metrics, limits=limits
+    )
     monitoring.instrument_manager(manager)
     manager.reload_config(config)
 
     workers = args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * (os.cpu_count() or 1)
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
+        options=[
+            # --- limits: the message cap follows --max_request_bytes (protobuf framing adds a little)
+            ("grpc.max_receive_message_length", _grpc_message_limit(limits.max_request_bytes)),
+            ("grpc.max_send_message_length", -1),
+            # --- ports: no SO_REUSEPORT, so a second server cannot bind a busy --port and steal connections
+            ("grpc.so_reuseport", 0),
+        ],
     )
     add_services(server, manager)
     watcher = health.HealthWatcher(manager) if args.enable_grpc_healthcheck_service else None  # --- ops
@@ -271,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         reason = "address in use?"
     if not bound:
-        print(f"{PROG}: error: cannot bind gRPC to {address} ({reason}); pick another --port", file=sys.stderr)
+        print(f"{PROG}: error: --port {args.port}: cannot bind gRPC to {address} ({reason})", file=sys.stderr)
         return 1
     server.start()
     rest = api = None
