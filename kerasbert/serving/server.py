@@ -65,6 +65,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batching_parameters_file", default="", help="text-format BatchingParameters")
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
     p.add_argument("--grpc_max_threads", type=int, default=0, help="gRPC worker threads (default 4 x cores)")
+    # --- versions and warmup (issue 11 defects 5-7, warmup): TF Serving's flags, plus two of ours
+    p.add_argument(
+        "--max_num_load_retries",
+        type=int,
+        default=5,
+        help="retries of a failed version load after the first failure; 0 = one attempt (default 5)",
+    )
+    p.add_argument(
+        "--load_retry_interval_micros",
+        type=int,
+        default=60_000_000,
+        help="microseconds between load retries; negative = no wait (default 60000000 = 1 minute)",
+    )
+    p.add_argument(
+        "--enable_model_warmup",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="replay <version>/assets.extra/tf_serving_warmup_requests before serving a version (default true)",
+    )
+    p.add_argument(
+        "--num_request_iterations_for_warmup",
+        type=int,
+        default=1,
+        help="times each warmup request is replayed; used if > 0 (default 1)",
+    )
+    p.add_argument(
+        "--allowed_model_base_path_roots",
+        default="",
+        help="ours: comma-separated folders a ReloadConfig RPC may take base paths from, besides the parents "
+        "of the base paths configured at start-up",
+    )
+    p.add_argument(
+        "--model_load_thread_niceness",
+        type=int,
+        default=10,
+        help="ours: nice increment (0-19) of the thread that loads and warms up versions (default 10)",
+    )
     return p
 
 
@@ -189,7 +228,25 @@ def main(argv: list[str] | None = None) -> int:
             batching or "defaults",
             slots,
         )
-    manager = ModelManager(args.file_system_poll_wait_seconds, max_concurrent_executions=slots)
+    # --- versions and warmup
+    if args.num_request_iterations_for_warmup < 0:
+        parser.error("--num_request_iterations_for_warmup must be >= 0")
+    if not 0 <= args.model_load_thread_niceness <= 19:
+        parser.error("--model_load_thread_niceness must be between 0 and 19")
+    roots = [r.strip() for r in args.allowed_model_base_path_roots.split(",") if r.strip()]
+    missing = [r for r in roots if not os.path.isdir(r)]
+    if missing:
+        parser.error(f"--allowed_model_base_path_roots: {missing[0]} is not a folder")
+    manager = ModelManager(
+        args.file_system_poll_wait_seconds,
+        max_concurrent_executions=slots,
+        max_num_load_retries=args.max_num_load_retries,
+        load_retry_interval_micros=args.load_retry_interval_micros,
+        enable_model_warmup=args.enable_model_warmup,
+        num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
+        allowed_base_path_roots=roots,
+        loader_niceness=args.model_load_thread_niceness,
+    )
     manager.reload_config(config)
 
     workers = args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * (os.cpu_count() or 1)
