@@ -43,6 +43,8 @@ class _Failure:
     next_try: float = 0.0  # time.monotonic() of the next allowed attempt
     gave_up: bool = False
     fingerprint: tuple = ()  # the folder's files (name, size, mtime) at the last failed attempt
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN  # of the last attempt
+    message: str = ""  # of the last attempt, without paths
 
 
 @dataclass
@@ -290,6 +292,12 @@ class ModelManager:
                     break
                 if version in model.loaded or (self._due(model, version, now) and self._load(model, version)):
                     aspired.append(version)
+            # a failing version older than the ones served is no longer wanted: stop retrying it (END)
+            if len(aspired) >= n:
+                for version, failure in model.failures.items():
+                    if version < min(aspired) and not failure.gave_up:
+                        failure.gave_up = True
+                        self._set_status(model, version, State.END, failure.code, failure.message)
         else:
             aspired = aspired_versions(cfg, available)
             for version in sorted(aspired, reverse=True):
@@ -338,6 +346,7 @@ class ModelManager:
                 code = exc.code
             elif isinstance(getattr(exc, "error_code", None), int):  # tf.errors.OpError
                 code = status_code_from_int(exc.error_code)
+            failure.code, failure.message = code, message
             full = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             if failure.attempts > self.max_num_load_retries:
                 failure.gave_up = True

@@ -153,6 +153,19 @@ def _load_config(args, parser):
     return single_model_config(args.model_name, args.model_base_path)
 
 
+def _check_version_flags(args, parser) -> list[str]:
+    """Checks the version/warmup flags (before TensorFlow loads); returns `--allowed_model_base_path_roots`."""
+    if args.num_request_iterations_for_warmup < 0:
+        parser.error("--num_request_iterations_for_warmup must be >= 0")
+    if not 0 <= args.model_load_thread_niceness <= 19:
+        parser.error("--model_load_thread_niceness must be between 0 and 19")
+    roots = [r.strip() for r in args.allowed_model_base_path_roots.split(",") if r.strip()]
+    missing = [r for r in roots if not os.path.isdir(r)]
+    if missing:
+        parser.error(f"--allowed_model_base_path_roots: {missing[0]} is not a folder")
+    return roots
+
+
 class _ConfigWatch:
     """Re-reads `--model_config_file` every `--model_config_file_poll_wait_seconds` and applies changes."""
 
@@ -203,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname).1s %(name)s] %(message)s"
     )
     config = _load_config(args, parser)
+    roots = _check_version_flags(args, parser)
     batching = {}
     if args.batching_parameters_file:
         if not os.path.isfile(args.batching_parameters_file):
@@ -229,14 +243,6 @@ def main(argv: list[str] | None = None) -> int:
             slots,
         )
     # --- versions and warmup
-    if args.num_request_iterations_for_warmup < 0:
-        parser.error("--num_request_iterations_for_warmup must be >= 0")
-    if not 0 <= args.model_load_thread_niceness <= 19:
-        parser.error("--model_load_thread_niceness must be between 0 and 19")
-    roots = [r.strip() for r in args.allowed_model_base_path_roots.split(",") if r.strip()]
-    missing = [r for r in roots if not os.path.isdir(r)]
-    if missing:
-        parser.error(f"--allowed_model_base_path_roots: {missing[0]} is not a folder")
     manager = ModelManager(
         args.file_system_poll_wait_seconds,
         max_concurrent_executions=slots,
