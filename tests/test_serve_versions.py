@@ -402,7 +402,7 @@ def test_broken_newest_version_at_start_up_falls_back_to_an_older_one(tmp_path):
     save_version(base, 1)
     save_version(base, 2)
     corrupt_version(base, 3)
-    manager = ModelManager(poll_wait_seconds=0, loader_niceness=0)  # default retries: 5, one minute apart
+    manager = ModelManager(poll_wait_seconds=0)  # default retries: 5, one minute apart
     try:
         manager.reload_config(single_model_config("m", str(base)))
         assert manager.get_servable("m").version == 2
@@ -434,7 +434,7 @@ def rpc_server(tmp_path):
 
     root = tmp_path / "models"
     save_version(root / "m", 1)
-    manager = ModelManager(poll_wait_seconds=0, loader_niceness=0)
+    manager = ModelManager(poll_wait_seconds=0)
     manager.reload_config(single_model_config("m", str(root / "m")))
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(4))
     add_services(server, manager)
