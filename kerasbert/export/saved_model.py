@@ -122,35 +122,40 @@ WARMUP_PAIRS = (
 )
 
 
-def write_warmup_requests(path, text_pair=False):
-    """Writes `<path>/assets.extra/tf_serving_warmup_requests`: Predict requests for `serving_default`.
+def write_warmup_requests(path, task_name, text_pair=False):
+    """Writes `<path>/assets.extra/tf_serving_warmup_requests`: Predict requests of raw sentences.
 
-    Three `PredictionLog` records with batches of 1, 2 and 5 raw sentences (`text`, plus `text_pair` for
-    pair tasks), which TF Serving and `kerasbert.serve` replay before serving the version.
+    Three `PredictionLog` records for `serving_default` with batches of 1, 2 and 5 sentences (`text`,
+    plus `text_pair` for pair tasks) and one of 2 sentences for each other signature of the task (e.g.
+    `tokens`), which TF Serving and `kerasbert.serve` replay before serving the version.
 
     Example:
 
     >>> import tempfile
     >>> from kerasbert.serving.warmup import read_warmup_records
     >>> d = tempfile.mkdtemp()
-    >>> logs = read_warmup_records(write_warmup_requests(d, text_pair=True))
-    >>> [sorted(log.predict_log.request.inputs) for log in logs]
-    [['text', 'text_pair'], ['text', 'text_pair'], ['text', 'text_pair']]
+    >>> logs = read_warmup_records(write_warmup_requests(d, "token_classification"))
+    >>> [(log.predict_log.request.model_spec.signature_name, sorted(log.predict_log.request.inputs)) for log in logs]
+    [('serving_default', ['text']), ('serving_default', ['text']), ('serving_default', ['text']), ('tokens', ['text'])]
     """
     from kerasbert.serving.warmup import predict_log, write_warmup_file
 
+    def inputs_for(signature, n):
+        texts = {contract.TEXT: list(WARMUP_TEXTS[:n]), contract.TEXT_PAIR: list(WARMUP_PAIRS[:n])}
+        return {name: texts[name] for name in signature.inputs}
+
     logs = []
-    for n in (1, 2, len(WARMUP_TEXTS)):
-        inputs = {contract.TEXT: list(WARMUP_TEXTS[:n])}
-        if text_pair:
-            inputs[contract.TEXT_PAIR] = list(WARMUP_PAIRS[:n])
-        logs.append(predict_log(inputs, contract.SERVING_DEFAULT))
+    for name, signature in contract.signatures_for(task_name, text_pair).items():
+        if name == contract.METADATA_SIGNATURE:
+            continue
+        for n in (1, 2, len(WARMUP_TEXTS)) if name == contract.SERVING_DEFAULT else (2,):
+            logs.append(predict_log(inputs_for(signature, n), name))
     return write_warmup_file(path, logs)
 
 
-def _write_export(tmp, preprocessor, model, endpoints, text_pair):
+def _write_export(tmp, preprocessor, model, endpoints, task):
     save_serving_archive(tmp, [preprocessor, model], endpoints)
-    write_warmup_requests(tmp, text_pair)  # inside the temporary folder: renamed into place with the model
+    write_warmup_requests(tmp, task.name, task.text_pair)  # in the temporary folder: renamed with the model
 
 
 def export_task(task, preprocessor, model, export_dir, model_name, version=None, extra=None):
@@ -192,7 +197,7 @@ def export_task(task, preprocessor, model, export_dir, model_name, version=None,
         return write_versioned(
             export_dir,
             model_name,
-            lambda tmp: _write_export(tmp, preprocessor, model, endpoints, task.text_pair),
+            lambda tmp: _write_export(tmp, preprocessor, model, endpoints, task),
             version=version,
             metadata=metadata,
         )

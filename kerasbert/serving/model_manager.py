@@ -280,6 +280,8 @@ class ModelManager:
             path = os.path.join(cfg.base_path, str(version))
             if version not in available or (failure.gave_up and _fingerprint(path) != failure.fingerprint):
                 model.failures.pop(version)
+                if version not in available and not failure.gave_up:  # was LOADING between retries
+                    self._set_status(model, version, State.END, failure.code, failure.message)
         now = time.monotonic()
         policy = cfg.model_version_policy.WhichOneof("policy_choice")
         if policy in (None, "latest"):
@@ -390,7 +392,10 @@ class ModelManager:
         """time.monotonic() of the earliest pending retry (inf if none)."""
         with self._lock:
             models = list(self._models.values())
-        due = [f.next_try for m in models for f in list(m.failures.values()) if not f.gave_up]
+        try:
+            due = [f.next_try for m in models for f in list(m.failures.values()) if not f.gave_up]
+        except RuntimeError:  # the loader thread changed a dict meanwhile: look again soon
+            return 0.0
         return min(due, default=math.inf)
 
     def start_polling(self) -> None:
