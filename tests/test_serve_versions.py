@@ -199,7 +199,10 @@ class RecordingManager(ModelManager):
         self.calls = []
 
     def predict(self, servable, signature_name, inputs, output_filter=(), deadline=None):
-        (state,) = [s for v, s, _, _ in self.model_status(servable.name) if v == servable.version]
+        try:
+            (state,) = [s for v, s, _, _ in self.model_status(servable.name) if v == servable.version]
+        except Exception:  # not published yet (a moved model) or not listed
+            state = None
         try:
             served = self.get_servable(servable.name).version
         except Exception:
@@ -231,6 +234,21 @@ def test_warmup_is_replayed_before_the_version_is_available(tmp_path):
         assert manager.calls == [(2, LOADING, 1)] * 4
         assert manager.get_servable("m").version == 2
         assert metrics.warmups == [("1", "OK"), ("2", "OK")]
+    finally:
+        manager.stop()
+
+
+def test_a_model_moved_to_another_base_path_serves_until_the_new_one_is_warm(tmp_path):
+    save_version(tmp_path / "a", 1)
+    save_version(tmp_path / "b", 7)
+    manager = RecordingManager()
+    try:
+        manager.reload_config(single_model_config("m", str(tmp_path / "a")))
+        manager.calls.clear()
+        manager.reload_config(single_model_config("m", str(tmp_path / "b")))
+        # during v7's warmup the model still answers with v1 (the v7 status lookup goes to the new entry)
+        assert [served for _, _, served in manager.calls] == [1, 1]
+        assert manager.get_servable("m").version == 7
     finally:
         manager.stop()
 

@@ -206,19 +206,28 @@ class ModelManager:
         self._on_loader(self._apply_config, models, trusted)
 
     def _apply_config(self, models: list, trusted: bool) -> None:
+        old = self._models  # only this (loader) thread replaces it
+        new, kept = {}, {}
+        for model_config in models:
+            cfg = model_server_config_pb2.ModelConfig()
+            cfg.CopyFrom(model_config)
+            cfg.base_path = os.path.abspath(cfg.base_path)
+            prev = old.get(cfg.name)
+            if prev is not None and os.path.realpath(prev.config.base_path) == os.path.realpath(cfg.base_path):
+                new[cfg.name], kept[cfg.name] = prev, cfg
+            else:
+                new[cfg.name] = _Model(cfg)
+        # a moved model (same name, other base path) loads before it is published, so the old base path
+        # serves until the new one is up; brand-new names are published at once (status shows LOADING)
+        for name, model in new.items():
+            if name not in kept and name in old:
+                try:
+                    self._sync_model(model)
+                except Exception:
+                    _log.exception("Loading model '%s' failed", name)
         with self._lock:
-            old = self._models
-            new = {}
-            for model_config in models:
-                cfg = model_server_config_pb2.ModelConfig()
-                cfg.CopyFrom(model_config)
-                cfg.base_path = os.path.abspath(cfg.base_path)
-                prev = old.get(cfg.name)
-                if prev is not None and prev.config.base_path == cfg.base_path:
-                    prev.config = cfg
-                    new[cfg.name] = prev
-                else:
-                    new[cfg.name] = _Model(cfg)
+            for name, cfg in kept.items():
+                new[name].config = cfg
             removed = [m for name, m in old.items() if new.get(name) is not m]
             self._models = new
             if trusted:
@@ -226,7 +235,7 @@ class ModelManager:
                 config.model_config_list.config.extend(m.config for m in new.values())
                 self.allowed_roots = default_roots(config, self.allowed_roots)
         for model in removed:
-            _log.info("Unloading all versions of model '%s' (no longer in the config)", model.config.name)
+            _log.info("Unloading model '%s' (no longer in the config, or its base path changed)", model.config.name)
             with self._lock:
                 model.loaded.clear()
         _log.info("Model config set: %s", ", ".join(f"{m.name} <- {m.base_path}" for m in models) or "(none)")
