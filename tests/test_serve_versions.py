@@ -253,6 +253,33 @@ def test_a_model_moved_to_another_base_path_serves_until_the_new_one_is_warm(tmp
         manager.stop()
 
 
+class Strict(tf.Module):
+    """serving_default(text) -> length; positive(weight) fails unless weight > 0 (so on zeros)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text):
+        return {"value": tf.strings.length(text)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="weight")])
+    def positive(self, weight):
+        with tf.control_dependencies([tf.debugging.assert_positive(weight)]):
+            return {"w": tf.identity(weight)}
+
+
+def test_without_a_warmup_file_each_signature_is_called_once_before_available(tmp_path):
+    module = Strict()
+    signatures = {"serving_default": module.serve, "positive": module.positive}
+    tf.saved_model.save(module, str(tmp_path / "m" / "1"), signatures=signatures)
+    manager = RecordingManager(max_num_load_retries=0)
+    try:
+        manager.reload_config(single_model_config("m", str(tmp_path / "m")))
+        assert manager.calls == [(1, LOADING, None)] * 2  # both signatures, before AVAILABLE
+        # the failing synthetic call of `positive` is only logged: the version serves
+        assert manager.model_status("m") == [(1, AVAILABLE, grpc.StatusCode.OK, "")]
+    finally:
+        manager.stop()
+
+
 @pytest.mark.parametrize("defect", ["bad_record", "failing_request", "too_many"])
 def test_bad_warmup_fails_the_load_and_the_previous_version_keeps_serving(tmp_path, defect):
     base = tmp_path / "m"

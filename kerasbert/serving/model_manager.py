@@ -95,6 +95,33 @@ def load_error_message(exc: BaseException, version_dir: str) -> str:
     return _ABS_PATH.sub("<path>", text)
 
 
+class _FirstCallGate:
+    """Wraps a signature function so that its first call runs alone; later calls pass straight through.
+
+    The first call of a loaded function instantiates and optimises its graph, and concurrent first calls
+    each pay for it: 16 at once cost 10.9 s of CPU (max latency 18.7 s) against 0.5 s for one, for a
+    2-layer kerasbert export. Warmup takes that first call; for versions without a warmup file the gate
+    keeps it to one request while the others wait for it. Attributes are the wrapped function's.
+    """
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._warm = False
+
+    def __call__(self, *args, **kwargs):
+        if not self._warm:
+            with self._lock:
+                if not self._warm:
+                    out = self._fn(*args, **kwargs)
+                    self._warm = True  # only after a successful call
+                    return out
+        return self._fn(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._fn, name)
+
+
 class ModelManager:
     """Serves the models of a `ModelServerConfig`, following new version folders on disk.
 
@@ -344,6 +371,7 @@ class ModelManager:
         start = time.monotonic()
         try:
             servable = Servable.load(cfg.name, version, path)
+            servable.functions = {name: _FirstCallGate(fn) for name, fn in servable.functions.items()}
             loaded_at = time.monotonic()
             if self.enable_model_warmup:
                 run_warmup(servable, self.predict, self.num_request_iterations_for_warmup, self.metrics)

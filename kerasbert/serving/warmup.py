@@ -3,8 +3,10 @@
 The file is a TFRecord of `tensorflow.serving.PredictionLog` protos (read like TF Serving's
 `servables/tensorflow/saved_model_warmup_util.cc`): at most `MAX_RECORDS` records (more fails the load),
 each replayed `num_request_iterations` times; a record that does not parse or a request that fails
-fails the load. A version without the file loads without warmup. kerasbert serves Predict only, so
-only `predict_log` records are replayed (others fail the load with a clear message).
+fails the load. kerasbert serves Predict only, so only `predict_log` records are replayed (others fail
+the load with a clear message). A version without the file gets a best-effort synthetic warmup (ours:
+each signature called once with one row of empty strings / zeros), since a swapped-in version's first
+calls otherwise pay its graph optimisation on the request path.
 
 Writers: `write_warmup_file` (used by `kerasbert.export.saved_model.export_task`).
 """
@@ -67,11 +69,73 @@ def read_warmup_records(path: str, max_records: int = MAX_RECORDS) -> list:
     return records
 
 
+def synthetic_inputs(signature_def) -> dict | None:
+    """A one-row request for a signature: `""` for string inputs, zeros for numbers and booleans.
+
+    None when an input's shape is not `[batch or 1, fixed dims...]` or its dtype is something else.
+
+    Example:
+
+    >>> from tensorflow.core.protobuf import meta_graph_pb2
+    >>> sig = meta_graph_pb2.SignatureDef()
+    >>> sig.inputs["text"].dtype = 7  # DT_STRING
+    >>> sig.inputs["text"].tensor_shape.dim.add().size = -1
+    >>> {k: v.numpy().tolist() for k, v in synthetic_inputs(sig).items()}
+    {'text': [b'']}
+    """
+    import tensorflow as tf
+
+    inputs = {}
+    for name, info in signature_def.inputs.items():
+        if info.tensor_shape.unknown_rank:
+            return None
+        dims = [d.size for d in info.tensor_shape.dim]
+        if dims and (dims[0] not in (-1, 1) or any(d < 0 for d in dims[1:])):
+            return None
+        shape = [1, *dims[1:]] if dims else []
+        dtype = tf.dtypes.as_dtype(info.dtype)
+        if dtype == tf.string:
+            inputs[name] = tf.fill(shape, "")
+        elif dtype.is_integer or dtype.is_floating or dtype.is_bool:
+            inputs[name] = tf.zeros(shape, dtype)
+        else:
+            return None
+    return inputs
+
+
+def run_synthetic_warmup(servable, predict) -> int:
+    """Calls each signature once with `synthetic_inputs` (ours, for versions without a warmup file).
+
+    The first call of a loaded signature pays its graph instantiation and optimisation; doing it here
+    keeps that off the request path after a hot-swap. A signature whose synthetic call fails is only
+    logged: this warmup is best effort and never fails a load. Returns the number of signatures called.
+    """
+    called = 0
+    for name in sorted(servable.functions):
+        signature_def = servable.meta_graph.signature_def.get(name)
+        inputs = synthetic_inputs(signature_def) if signature_def is not None else None
+        if inputs is None:
+            continue
+        try:
+            predict(servable, name, inputs, [])
+            called += 1
+        except Exception as exc:
+            _log.info(
+                "Synthetic warmup of {name: %s version: %d} signature %s skipped: %s",
+                servable.name,
+                servable.version,
+                name,
+                getattr(exc, "message", exc),
+            )
+    return called
+
+
 def run_warmup(
     servable,
     predict: Callable[[object, str, Mapping, Sequence[str]], Mapping],
     num_request_iterations: int = 1,
     metrics=None,
+    synthesize: bool = True,
 ) -> int:
     """Replays `servable`'s warmup file through `predict(servable, signature_name, inputs, output_filter)`.
 
@@ -81,6 +145,8 @@ def run_warmup(
         num_request_iterations: times each record is replayed (TF Serving's
             `--num_request_iterations_for_warmup`; values < 1 mean 1).
         metrics: a `kerasbert.serving.metrics.Metrics` or None; gets `observe_warmup`.
+        synthesize: without a warmup file, call each signature once with `synthetic_inputs` (ours;
+            TF Serving does nothing then).
 
     Returns:
         The number of records replayed (0 when the version has no warmup file).
@@ -98,6 +164,8 @@ def run_warmup(
     path = warmup_path(servable.path)
     if not os.path.isfile(path):
         _log.info("No warmup data file found for {name: %s version: %d}", servable.name, servable.version)
+        if synthesize:
+            run_synthetic_warmup(servable, predict)
         return 0
     start = time.monotonic()
     status = "OK"
@@ -185,7 +253,9 @@ __all__ = [
     "WarmupError",
     "predict_log",
     "read_warmup_records",
+    "run_synthetic_warmup",
     "run_warmup",
+    "synthetic_inputs",
     "warmup_path",
     "write_warmup_file",
 ]
