@@ -9,7 +9,8 @@ Built on Keras 3's `ExportArchive`, which tracks the Keras variables.
 `export_task` writes the task's own signatures (`Task.serving_endpoints`)
 plus the zero-input `metadata` signature of `kerasbert.contract`, whose
 scalar string is the export's `ExportMetadata` JSON; the same JSON is in
-`assets.extra/kerasbert.json`.
+`assets.extra/kerasbert.json`. `assets.extra/tf_serving_warmup_requests`
+holds a few Predict requests that model servers replay before serving.
 """
 
 import json
@@ -102,6 +103,61 @@ def check_export_dir(export_dir, model_name=None):
             raise ExportError(f"--model_name: {model_dir} is a file, not a folder")
 
 
+# Sentences for the warmup file (TF Serving's assets.extra/tf_serving_warmup_requests): short and long,
+# cased, accented and empty, so the first real request finds every tokenizer path already warm.
+WARMUP_TEXTS = (
+    "The food was really good and the staff were friendly.",
+    "I would not recommend this place to anyone.",
+    "Zürich's café served crème brûlée at 9:30 on 3 March 2021!",
+    "",
+    "A longer sentence with many words, to exercise the full sequence length after WordPiece tokenization "
+    "of uncommon words such as photosynthesis, antidisestablishmentarianism and electroencephalography.",
+)
+WARMUP_PAIRS = (
+    "The staff were friendly.",
+    "Everyone would recommend it.",
+    "Dessert was served in the morning.",
+    "",
+    "The sentence is short.",
+)
+
+
+def write_warmup_requests(path, task_name, text_pair=False):
+    """Writes `<path>/assets.extra/tf_serving_warmup_requests`: Predict requests of raw sentences.
+
+    Three `PredictionLog` records for `serving_default` with batches of 1, 2 and 5 sentences (`text`,
+    plus `text_pair` for pair tasks) and one of 2 sentences for each other signature of the task (e.g.
+    `tokens`), which TF Serving and `kerasbert.serve` replay before serving the version.
+
+    Example:
+
+    >>> import tempfile
+    >>> from kerasbert.serving.warmup import read_warmup_records
+    >>> d = tempfile.mkdtemp()
+    >>> logs = read_warmup_records(write_warmup_requests(d, "token_classification"))
+    >>> [(log.predict_log.request.model_spec.signature_name, sorted(log.predict_log.request.inputs)) for log in logs]
+    [('serving_default', ['text']), ('serving_default', ['text']), ('serving_default', ['text']), ('tokens', ['text'])]
+    """
+    from kerasbert.serving.warmup import predict_log, write_warmup_file
+
+    def inputs_for(signature, n):
+        texts = {contract.TEXT: list(WARMUP_TEXTS[:n]), contract.TEXT_PAIR: list(WARMUP_PAIRS[:n])}
+        return {name: texts[name] for name in signature.inputs}
+
+    logs = []
+    for name, signature in contract.signatures_for(task_name, text_pair).items():
+        if name == contract.METADATA_SIGNATURE:
+            continue
+        for n in (1, 2, len(WARMUP_TEXTS)) if name == contract.SERVING_DEFAULT else (2,):
+            logs.append(predict_log(inputs_for(signature, n), name))
+    return write_warmup_file(path, logs)
+
+
+def _write_export(tmp, preprocessor, model, endpoints, task):
+    save_serving_archive(tmp, [preprocessor, model], endpoints)
+    write_warmup_requests(tmp, task.name, task.text_pair)  # in the temporary folder: renamed with the model
+
+
 def export_task(task, preprocessor, model, export_dir, model_name, version=None, extra=None):
     """Exports `model` for `task` as `<export_dir>/<model_name>/<version>/`.
 
@@ -141,7 +197,7 @@ def export_task(task, preprocessor, model, export_dir, model_name, version=None,
         return write_versioned(
             export_dir,
             model_name,
-            lambda tmp: save_serving_archive(tmp, [preprocessor, model], endpoints),
+            lambda tmp: _write_export(tmp, preprocessor, model, endpoints, task),
             version=version,
             metadata=metadata,
         )

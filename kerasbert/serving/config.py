@@ -74,8 +74,24 @@ def single_model_config(name: str, base_path: str) -> model_server_config_pb2.Mo
     return config
 
 
-def validate_config(config: model_server_config_pb2.ModelServerConfig) -> list[model_server_config_pb2.ModelConfig]:
-    """Checks a ModelServerConfig and returns its model configs; raises INVALID_ARGUMENT naming the problem."""
+def validate_config(
+    config: model_server_config_pb2.ModelServerConfig, public: bool = False
+) -> list[model_server_config_pb2.ModelConfig]:
+    """Checks a ModelServerConfig and returns its model configs; raises INVALID_ARGUMENT naming the problem.
+
+    Args:
+        config: the config to check.
+        public: the messages go to an RPC client: they never contain a base path (for the operator's own
+            flags and config file, `public=False` names the path).
+
+    Example:
+
+    >>> cfg = single_model_config("m", "/does/not/exist")
+    >>> validate_config(cfg, public=True)
+    Traceback (most recent call last):
+    ...
+    kerasbert.serving.errors.ServingError: INVALID_ARGUMENT: model 'm': base_path does not exist
+    """
     if config.WhichOneof("config") != "model_config_list":
         raise invalid_argument("only model_config_list configs are supported (custom_model_config is not)")
     models = list(config.model_config_list.config)
@@ -91,5 +107,60 @@ def validate_config(config: model_server_config_pb2.ModelServerConfig) -> list[m
         if not model.base_path:
             raise invalid_argument(f"model '{model.name}' has no base_path")
         if not os.path.isdir(model.base_path):
-            raise invalid_argument(f"model '{model.name}': base_path {model.base_path} does not exist")
+            shown = "" if public else f" {model.base_path}"
+            raise invalid_argument(f"model '{model.name}': base_path{shown} does not exist")
     return models
+
+
+# --- reload roots (issue 11 defect 5): which base paths a ReloadConfig RPC may name
+def default_roots(config: model_server_config_pb2.ModelServerConfig, extra: Iterable[str] = ()) -> list[str]:
+    """The folders RPC reloads may take base paths from: each configured base path's parent, plus `extra`.
+
+    Paths are resolved with `os.path.realpath` (symlinks and `..`), duplicates dropped, order kept.
+
+    Example:
+
+    >>> default_roots(single_model_config("m", "/srv/models/m"), ["/data/more/"])
+    ['/srv/models', '/data/more']
+    """
+    roots = [os.path.dirname(os.path.realpath(m.base_path)) for m in config.model_config_list.config if m.base_path]
+    roots += [os.path.realpath(r) for r in extra if r.strip()]
+    return list(dict.fromkeys(roots))
+
+
+NOT_ALLOWED = (
+    "base_path is not an existing folder under the roots this server allows for reloads "
+    "(see --allowed_model_base_path_roots)"
+)
+
+
+def check_under_roots(
+    config: model_server_config_pb2.ModelServerConfig, roots: Iterable[str]
+) -> model_server_config_pb2.ModelServerConfig:
+    """A copy of `config` with every base path resolved (realpath), or INVALID_ARGUMENT for one outside `roots`.
+
+    The error is the same whether the path exists, is a file or lies outside the roots, and never contains
+    the path, so a ReloadConfig RPC cannot be used to probe the file system.
+
+    Example:
+
+    >>> check_under_roots(single_model_config("m", "/proc/1"), ["/srv/models"])
+    Traceback (most recent call last):
+    ...
+    kerasbert.serving.errors.ServingError: INVALID_ARGUMENT: model 'm': base_path is not an existing \
+folder under the roots this server allows for reloads (see --allowed_model_base_path_roots)
+    """
+    roots = [os.path.realpath(r) for r in roots]
+    checked = model_server_config_pb2.ModelServerConfig()
+    checked.CopyFrom(config)
+    if checked.WhichOneof("config") != "model_config_list":
+        return checked  # validate_config rejects it
+    for model in checked.model_config_list.config:
+        if not model.base_path:
+            continue  # validate_config names this
+        real = os.path.realpath(model.base_path)
+        inside = any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+        if not inside or not os.path.isdir(real):
+            raise invalid_argument(f"model '{model.name or '?'}': {NOT_ALLOWED}")
+        model.base_path = real
+    return checked

@@ -210,7 +210,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     @_rpc
     def HandleReloadConfigRequest(self, request, context):
-        self.manager.reload_config(request.config)
+        # --- reload roots (issue 11 defect 5): an RPC config is untrusted: base paths must lie under the
+        # roots known at start-up, and error replies never contain paths
+        self.manager.reload_config(request.config, trusted=False)
         response = model_management_pb2.ReloadConfigResponse()
         response.status.error_code = 0
         return response

@@ -150,6 +150,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="time a REST client has to send its headers and body, else 408; 0 = none "
         f"(default {limits.DEFAULT_REST_READ_TIMEOUT_MS})",
     )
+    # --- versions and warmup (issue 11 defects 5-7, warmup): TF Serving's flags, plus two of ours
+    p.add_argument(
+        "--max_num_load_retries",
+        type=int,
+        default=5,
+        help="retries of a failed version load after the first failure; 0 = one attempt (default 5)",
+    )
+    p.add_argument(
+        "--load_retry_interval_micros",
+        type=int,
+        default=60_000_000,
+        help="microseconds between load retries; negative = no wait (default 60000000 = 1 minute)",
+    )
+    p.add_argument(
+        "--enable_model_warmup",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="replay <version>/assets.extra/tf_serving_warmup_requests before serving a version (default true)",
+    )
+    p.add_argument(
+        "--num_request_iterations_for_warmup",
+        type=int,
+        default=1,
+        help="times each warmup request is replayed; used if > 0 (default 1)",
+    )
+    p.add_argument(
+        "--allowed_model_base_path_roots",
+        default="",
+        help="ours: comma-separated folders a ReloadConfig RPC may take base paths from, besides the parents "
+        "of the base paths configured at start-up",
+    )
+    p.add_argument(
+        "--model_load_thread_niceness",
+        type=int,
+        default=10,
+        help="ours: nice increment (0-19) of the thread that loads and warms up versions (default 10)",
+    )
     return p
 
 
@@ -243,6 +282,19 @@ def _load_config(args, parser):
     return single_model_config(args.model_name, args.model_base_path)
 
 
+def _check_version_flags(args, parser) -> list[str]:
+    """Checks the version/warmup flags (before TensorFlow loads); returns `--allowed_model_base_path_roots`."""
+    if args.num_request_iterations_for_warmup < 0:
+        parser.error("--num_request_iterations_for_warmup must be >= 0")
+    if not 0 <= args.model_load_thread_niceness <= 19:
+        parser.error("--model_load_thread_niceness must be between 0 and 19")
+    roots = [r.strip() for r in args.allowed_model_base_path_roots.split(",") if r.strip()]
+    missing = [r for r in roots if not os.path.isdir(r)]
+    if missing:
+        parser.error(f"--allowed_model_base_path_roots: {missing[0]} is not a folder")
+    return roots
+
+
 class _ConfigWatch:
     """Re-reads `--model_config_file` every `--model_config_file_poll_wait_seconds` and applies changes."""
 
@@ -301,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     config = _load_config(args, parser)
     metrics_path, ssl_config = _load_ops_flags(args, parser)  # --- ops
+    roots = _check_version_flags(args, parser)
     batching = {}
     if args.batching_parameters_file:
         if not os.path.isfile(args.batching_parameters_file):
@@ -333,7 +386,17 @@ def main(argv: list[str] | None = None) -> int:
     metrics = Metrics()
     limits = limits_from_args(args)  # --- limits
     manager = ModelManager(
-        args.file_system_poll_wait_seconds, max_concurrent_executions=slots, metrics=metrics, limits=limits
+        args.file_system_poll_wait_seconds,
+        max_concurrent_executions=slots,
+        metrics=metrics,
+        limits=limits,
+        # --- versions and warmup
+        max_num_load_retries=args.max_num_load_retries,
+        load_retry_interval_micros=args.load_retry_interval_micros,
+        enable_model_warmup=args.enable_model_warmup,
+        num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
+        allowed_base_path_roots=roots,
+        loader_niceness=args.model_load_thread_niceness,
     )
     monitoring.instrument_manager(manager)
     manager.reload_config(config)
