@@ -244,7 +244,7 @@ class QuestionAnsweringTask(Task):
         try:
             examples = squad.read_squad(path, squad.parse_articles(spec))
         except (squad.SquadDataError, ValueError) as e:
-            flag = f"--{split}_articles/--{split}_file" if split else "--train_file/--dev_file"
+            flag = f"--{split}_articles" if split else "--train_articles/--dev_articles"
             raise TaskDataError(str(e) if isinstance(e, squad.SquadDataError) else f"{flag}: {e}") from e
         if not examples:
             raise TaskDataError(f"{path}: no questions" + (f" in articles {spec}" if spec else ""))
