@@ -437,3 +437,31 @@ def test_the_shared_squad_file_reads_and_aligns():
     assert len(train) + len(dev) == 8582 and len(dev) > 1000
     assert {ex.article for ex in dev} == set(range(30, 38))
     task.prepare(train, dev)
+
+
+@pytest.mark.skipif(not os.path.isfile(SQUAD_FILE), reason="the shared SQuAD file is not here")
+def test_graph_equals_python_on_real_squad_text():
+    """Real paragraphs (long ones: several windows of 64 tokens), the real uncased vocab and a random
+    tiny encoder: the serving graph's n-best equal the Python post-processing's, offsets included."""
+    from kerasbert.modeling import build_encoder
+
+    vocab = os.path.join(os.path.dirname(SQUAD_FILE), "..", "vocab", "bert-base-uncased", "vocab.txt")
+    if not os.path.isfile(vocab):
+        pytest.skip("the shared bert-base-uncased vocab is not here")
+    keras.utils.set_random_seed(1)
+    pre = BertPreprocessor(vocab, sequence_length=64)
+    task = QuestionAnsweringTask(max_query_length=16, doc_stride=24, max_answer_length=10, n_best=4)
+    examples = task.read_examples(SQUAD_FILE)[-2000::50]  # 40 questions of the last articles
+    encoder = build_encoder(
+        "custom", pre.vocabulary_size, num_layers=1, hidden_dim=32, num_heads=2, intermediate_dim=64, dropout=0.0
+    )
+    model = task.build_model(encoder, dropout=0.0)
+    python = task.predict(model, pre, examples, batch_size=16)
+    out = served(serving_fn(pre, model, task), [ex.question for ex in examples], [ex.context for ex in examples])
+    features, _ = task.features(examples, pre, with_labels=False)
+    assert len(features) > 3 * len(examples)  # long contexts: several windows each
+    for i, (ex, p) in enumerate(zip(examples, python)):
+        assert [text(a) for a in out[contract.ANSWERS][i]] == p["answers"], ex.id
+        assert out[contract.ANSWER_STARTS][i].tolist() == p["answer_starts"], ex.id
+        np.testing.assert_allclose(out[contract.ANSWER_SCORES][i], p["answer_scores"], atol=1e-4)
+        assert ex.context[int(out[contract.START][i]) : int(out[contract.END][i])] == text(out[contract.ANSWER][i])
