@@ -12,9 +12,9 @@ so answers map onto WordPieces through the tokens' raw offsets:
   equal the tokenized answer text, when there is one. An answer that
   overlaps no token (whitespace-only, or outside the context) or whose text
   is not what the context has at `answer_start` is *unalignable*: counted
-  (`AlignmentReport`) and trained on as pointing at `[CLS]` nowhere –
-  i.e. dropped from training, as run_squad.py skips them; dev scoring still
-  uses every question with its gold texts.
+  (`AlignmentReport`) and its windows are dropped from training, as
+  run_squad.py skips such questions; dev scoring still uses every question
+  with all its gold texts.
 * `window_spans`: run_squad.py's sliding windows. The question is cut to
   `max_query_length` tokens; a window holds ``max_seq_length - len(question)
   - 3`` context tokens, window starts step by `doc_stride` (or the window
@@ -189,9 +189,9 @@ class AlignmentReport:
         questions: questions aligned.
         exact: the overlapping tokens' ids equal the tokenized answer.
         improved: `_improve_answer_span` narrowed the overlapping tokens.
-        inexact: kept as the overlapping tokens (the answer starts or ends
-            inside a WordPiece, e.g. "Denver" of "Denver's" is fine but
-            "1895" of "1895–1943" written without spaces may not be).
+        inexact: kept as the overlapping tokens: the answer starts or ends
+            inside a WordPiece (in the shared SQuAD file e.g. "8" of "18",
+            "gold" of "golden": 32 of the 7,010 answers of articles 0-29).
         unalignable: ids of questions whose answer overlaps no token or whose
             text is not the context's at answer_start.
     """
