@@ -322,8 +322,13 @@ def test_decode_spans_respects_max_context_and_length():
     end[1, 5] = 4.0  # token 5
     best = decode_spans(start, end, F, [0, 1], max_answer_length=2, n_best=1)
     assert best == [(pytest.approx(5.0), 2, 3)]
-    best = decode_spans(start, end, F, [0, 1], max_answer_length=4, n_best=1)
-    assert best[0][1:] == (3, 5) or best[0][0] >= 5.0
+    # Without the max-context rule token 2 of window 1 would win with 9 + 4 (tokens 2-5).
+    assert decode_spans(start, end, F, [0, 1], max_answer_length=4, n_best=1) == [(pytest.approx(5.0), 2, 3)]
+    # One-token answers only: token 5 alone (window 1), -5 + 4, beats token 2 alone, 3 - 5.
+    assert decode_spans(start, end, F, [0, 1], max_answer_length=1, n_best=2) == [
+        (pytest.approx(-1.0), 5, 5),
+        (pytest.approx(-2.0), 2, 2),
+    ]
 
 
 # ----------------------------------------------------------------------------- a tiny model learns; the export
