@@ -435,6 +435,18 @@ def test_registered_with_flags_and_defaults():
     assert again == config.task
 
 
+def test_the_driver_defaults_to_384_tokens_for_question_answering(tmp_path):
+    from kerasbert.training.finetune import FinetuneConfig, _resolve
+
+    write_squad(tmp_path / "s.json", 4, seed=1)
+    vocab = write_vocab(tmp_path / "vocab.txt")
+    common = {"train_file": str(tmp_path / "s.json"), "vocab": str(vocab), "export": False}
+    assert _resolve(FinetuneConfig(task="question_answering", **common))[0].sequence_length == 384
+    assert _resolve(FinetuneConfig(task=QuestionAnsweringTask(), **common))[0].sequence_length == 384
+    assert _resolve(FinetuneConfig(task="question_answering", sequence_length=128, **common))[0].sequence_length == 128
+    assert _resolve(FinetuneConfig(task="token_classification", **common))[0].sequence_length == 128
+
+
 @pytest.mark.skipif(not os.path.isfile(SQUAD_FILE), reason="the shared SQuAD file is not here")
 def test_the_shared_squad_file_reads_and_aligns():
     task = QuestionAnsweringTask(train_articles="0-29", dev_articles="30-37")
