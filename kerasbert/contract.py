@@ -36,7 +36,8 @@ CLASSIFICATION = "classification"
 REGRESSION = "regression"
 EMBEDDING = "embedding"
 TOKEN_CLASSIFICATION = "token_classification"
-TASKS = (CLASSIFICATION, REGRESSION, EMBEDDING, TOKEN_CLASSIFICATION)
+QUESTION_ANSWERING = "question_answering"
+TASKS = (CLASSIFICATION, REGRESSION, EMBEDDING, TOKEN_CLASSIFICATION, QUESTION_ANSWERING)
 
 # ---------------------------------------------------------------------------
 # Signature names.
@@ -50,6 +51,8 @@ METADATA_SIGNATURE = "metadata"
 # ---------------------------------------------------------------------------
 TEXT = "text"
 TEXT_PAIR = "text_pair"
+QUESTION = "question"  # question answering: tf.string [batch]
+CONTEXT = "context"  # the paragraph the answer is taken from, tf.string [batch]
 
 # ---------------------------------------------------------------------------
 # Output names.
@@ -80,6 +83,17 @@ TOKEN_LABELS = "token_labels"  # string [batch, tokens]: the tag of each WordPie
 TOKEN_PROBABILITIES = "token_probabilities"  # float32 [batch, tokens]: its probability
 TOKEN_STARTS = "token_starts"  # int64 [batch, tokens]: code point offsets, -1 padding
 TOKEN_ENDS = "token_ends"  # int64 [batch, tokens]
+# question answering (extractive): offsets are Unicode code points into the raw
+# context, so `context[start:end] == answer` in Python; -1 (and "") when the
+# context has no candidate span (e.g. it is empty).
+ANSWER = "answer"  # string [batch]: the best span, a substring of the raw context
+START = "start"  # int64 [batch]
+END = "end"  # int64 [batch]
+# SCORE (float32 [batch]) is the best span's softmax probability among the n-best.
+ANSWERS = "answers"  # string [batch, n_best], "" padding
+ANSWER_STARTS = "answer_starts"  # int64 [batch, n_best], -1 padding
+ANSWER_ENDS = "answer_ends"  # int64 [batch, n_best], -1 padding
+ANSWER_SCORES = "answer_scores"  # float32 [batch, n_best], 0 padding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +111,7 @@ _METADATA_SIG = Signature((), (METADATA,))
 _CLASSIFY_OUT = (PROBABILITIES, LABEL_IDS, LABELS, CLASS_NAMES)
 _ENTITY_OUT = (ENTITY_LABELS, ENTITY_STARTS, ENTITY_ENDS, ENTITY_TEXTS, ENTITY_SCORES, NUM_ENTITIES)
 _TOKEN_TAG_OUT = (TOKENS, TOKEN_LABELS, TOKEN_PROBABILITIES, TOKEN_STARTS, TOKEN_ENDS)
+_ANSWER_OUT = (ANSWER, START, END, SCORE, ANSWERS, ANSWER_STARTS, ANSWER_ENDS, ANSWER_SCORES)
 
 
 def signatures_for(task: str, text_pair: bool = False) -> dict[str, Signature]:
@@ -120,6 +135,8 @@ def signatures_for(task: str, text_pair: bool = False) -> dict[str, Signature]:
             SERVING_DEFAULT: Signature((TEXT,), _ENTITY_OUT),
             TOKENS_SIGNATURE: Signature((TEXT,), _TOKEN_TAG_OUT),
         }
+    elif task == QUESTION_ANSWERING:
+        sigs = {SERVING_DEFAULT: Signature((QUESTION, CONTEXT), _ANSWER_OUT)}
     else:
         raise ValueError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
     sigs[METADATA_SIGNATURE] = _METADATA_SIG
@@ -136,7 +153,8 @@ class ExportMetadata:
         preprocessing: `sequence_length`, `lowercase`, `vocabulary_size`.
         task_config: the task's own facts, e.g. `class_names` and
             `text_pair` (classification), `entity_types` (token
-            classification), `pooling` (embedding).
+            classification), `pooling` (embedding), `max_answer_length`
+            and `n_best` (question answering).
         extra: anything else (dev metrics, training file, encoder size...).
     """
 

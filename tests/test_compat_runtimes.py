@@ -27,7 +27,14 @@ SAMPLE_VOCAB = REPO / "kerasbert" / "data" / "sample" / "vocab.txt"
 COMPAT_DIR = Path(os.environ.get("KERASBERT_COMPAT_DIR", REPO / ".venv-compat"))
 # venv folder -> the (tensorflow, tensorflow_text) versions it must run.
 RUNTIMES = {"tf2.12": ("2.12.1", "2.12.1"), "tf2.20": ("2.20.0", "2.20.0")}
-KINDS = ("classification", "classification_pair", "regression", "embedding", "token_classification")
+KINDS = (
+    "classification",
+    "classification_pair",
+    "regression",
+    "embedding",
+    "token_classification",
+    "question_answering",
+)
 SEQUENCE_LENGTH = 16  # NER windows of 14 tokens: the long text needs several
 
 TEXTS = [
@@ -42,6 +49,18 @@ TEXTS = [
     "new york and the room was very good " * 6,
 ]
 TEXT_PAIRS = ["it was great", "", "the room", "a", "café ❤️", "北京", "good and bad", "？", "x " * 30]
+# Question answering: these questions over TEXTS as contexts (the last one needs several windows).
+QUESTIONS = [
+    "what was good?",
+    "who was rude",
+    "why",
+    "",
+    "WHAT café?",
+    "北京",
+    "who went to Paris?",
+    "ＪＯＨＮ",
+    "where",
+]
 TIMEOUT = 600
 
 
@@ -57,6 +76,7 @@ def build_exports(root):
     from kerasbert.modeling import build_encoder
     from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
     from kerasbert.tasks import ClassificationTask, EmbeddingTask, RegressionTask
+    from kerasbert.tasks.question_answering import QuestionAnsweringTask
     from kerasbert.tasks.token_classification import TokenClassificationTask
 
     tasks = {  # kind: (task, lowercase)
@@ -68,6 +88,7 @@ def build_exports(root):
         "regression": (RegressionTask(), False),  # cased: the NFC normalisation
         "embedding": (EmbeddingTask(pooling="mean", l2_normalize=True), True),
         "token_classification": (TokenClassificationTask(entity_types=["LOC", "ORG", "PER"]), True),
+        "question_answering": (QuestionAnsweringTask(max_query_length=4, doc_stride=5, n_best=3), True),
     }
     assert tuple(tasks) == KINDS
     paths = {}
@@ -113,7 +134,7 @@ def recording(tmp_path_factory):
     started = time.monotonic()
     paths = build_exports(root / "exports")
     built = time.monotonic() - started
-    inputs = {"text": TEXTS, "text_pair": TEXT_PAIRS}
+    inputs = {"text": TEXTS, "text_pair": TEXT_PAIRS, "question": QUESTIONS, "context": TEXTS}
     cases = root / "cases.json"
     cases.write_text(
         json.dumps({"exports": {kind: {"path": paths[kind], "inputs": inputs} for kind in KINDS}}),
@@ -147,6 +168,17 @@ def test_recording_under_the_current_tf(recording):
     ner = result["exports"]["token_classification"]["signatures"]
     assert sum(ner[contract.SERVING_DEFAULT]["outputs"][contract.NUM_ENTITIES]["value"]) > 5
     assert ner[contract.TOKENS_SIGNATURE]["outputs"][contract.TOKENS]["shape"][1] > SEQUENCE_LENGTH
+    # QA: every answer is its raw context's substring at its code point offsets.
+    qa = result["exports"]["question_answering"]["signatures"][contract.SERVING_DEFAULT]["outputs"]
+    assert qa[contract.ANSWERS]["shape"] == [len(TEXTS), 3]
+    for context, answers, starts, ends in zip(
+        TEXTS,
+        qa[contract.ANSWERS]["value"],
+        qa[contract.ANSWER_STARTS]["value"],
+        qa[contract.ANSWER_ENDS]["value"],
+    ):
+        assert all(a == (context[s:e] if s >= 0 else "") for a, s, e in zip(answers, starts, ends))
+    assert max(qa[contract.START]["value"]) > 20  # an answer from beyond the long text's first window
 
 
 _RESULTS = {}

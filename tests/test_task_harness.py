@@ -116,6 +116,31 @@ def write_ner(path, n, seed):
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
+def squad_example(rng, qid):
+    """One synthetic SQuAD question: a person and a place in filler words; the question
+    ("staff and <place>" / "room and <person>") asks for the other one."""
+    person, place = rng.choice(PERSONS), rng.choice(PLACES)
+    parts = [" ".join(rng.sample(NER_FILLER, rng.randint(0, 2))), person, "went to", place]
+    parts.append(" ".join(rng.sample(NER_FILLER, rng.randint(0, 3))))
+    context = " ".join(p for p in parts if p)
+    if rng.random() < 0.5:
+        question, answer = f"staff and {place}", person
+    else:
+        question, answer = f"room and {person}", place
+    start = context.index(answer, context.index(person) if answer == place else 0)
+    return {"id": qid, "question": question, "answers": [{"text": answer, "answer_start": start}]}, context
+
+
+def write_squad(path, n, seed, articles=2):
+    """A SQuAD v1.1 JSON file of `n` synthetic questions (one per paragraph) in `articles` articles."""
+    rng = random.Random(seed)
+    data = [{"title": f"article {a}", "paragraphs": []} for a in range(articles)]
+    for i in range(n):
+        qa, context = squad_example(rng, f"q{seed}-{i}")
+        data[i % articles]["paragraphs"].append({"context": context, "qas": [qa]})
+    path.write_text(json.dumps({"version": "1.1", "data": data}), encoding="utf-8")
+
+
 # ----------------------------------------------------------------------------- recipes
 
 
@@ -204,6 +229,22 @@ def _check_entities(client, probe, fresh):
         assert [r["label"] for r in rows] == [tok[contract.TOKEN_LABELS][i][j] for j in keep]
 
 
+def _check_answers(client, probe, fresh):
+    out = fresh[contract.SERVING_DEFAULT]
+    got = client.predict({k: probe[k] for k in (contract.QUESTION, contract.CONTEXT)})
+    for key, value in out.items():
+        if key == contract.METADATA:
+            continue
+        if np.asarray(value).dtype.kind == "f":
+            np.testing.assert_allclose(got[key], value, atol=ATOL, err_msg=key)
+        else:
+            assert np.asarray(got[key]).tolist() == value, key
+    for context, answer, start, end in zip(
+        probe[contract.CONTEXT], out[contract.ANSWER], out[contract.START], out[contract.END]
+    ):
+        assert context[start:end] == answer
+
+
 RECIPES: dict[str, Recipe] = {
     contract.CLASSIFICATION: Recipe(
         write_data=write_classification,
@@ -261,6 +302,28 @@ RECIPES: dict[str, Recipe] = {
             ]
         },
         check_client=_check_entities,
+    ),
+    # Windows of 16 - 5 - 3 = 8 context tokens, stride 3: most contexts need several.
+    contract.QUESTION_ANSWERING: Recipe(
+        write_data=write_squad,
+        task_options={"max_query_length": 5, "doc_stride": 3, "max_answer_length": 4, "n_best": 3},
+        train_examples=384,
+        dev_examples=64,
+        epochs=5,  # 120 steps (3 epochs: dev EM 58)
+        batch_size=16,
+        dev_metric="exact_match",
+        dev_threshold=60.0,
+        chance=10.0,
+        probe={
+            contract.QUESTION: ["staff and Paris", "room and Mary Jones", "staff and Tokyo", "room and Bob"],
+            contract.CONTEXT: [
+                "yesterday Alice went to Paris",
+                "then we met in Berlin and Mary Jones went to New York today from Rome",
+                "",
+                "Bob went to Washington",
+            ],
+        },
+        check_client=_check_answers,
     ),
 }
 

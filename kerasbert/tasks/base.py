@@ -21,7 +21,7 @@ and import its module in `kerasbert/tasks/registry.py`'s `TASK_MODULES`.
 The driver's life cycle of a task:
 
     task = get_task(name).from_args(args)       # or Task(**options)
-    train = task.read_examples(path)             # raises TaskDataError
+    train = task.read_split(path, "train")       # raises TaskDataError
     task.prepare(train, dev)                     # e.g. learns class names
     model = task.build_model(encoder, dropout=...)
     model.compile(loss=task.build_loss(), metrics=task.build_metrics(), ...)
@@ -72,6 +72,8 @@ class Task:
     description: ClassVar[str] = ""
     trainable: ClassVar[bool] = True
     primary_metric: ClassVar[str] = ""
+    # The driver's --sequence_length default for this task (None: the driver's own).
+    default_sequence_length: ClassVar[int | None] = None
 
     # ---- flags and spec ---------------------------------------------------
     @classmethod
@@ -102,6 +104,12 @@ class Task:
     def read_examples(self, path: str) -> Any:
         """Reads one file; returns a sized collection. Raises TaskDataError."""
         raise NotImplementedError
+
+    def read_split(self, path: str, split: str) -> Any:
+        """Reads the `split` ("train" or "dev") from `path`; the driver calls
+        this. Default: `read_examples(path)` (a task whose splits can share
+        one file, e.g. question answering by article, overrides it)."""
+        return self.read_examples(path)
 
     def take(self, examples: Any, n: int) -> Any:
         """The first `n` examples (for `--max_train_examples`)."""

@@ -7,6 +7,7 @@ TASK_MODULES = (
     "kerasbert.tasks.classification",  # classification, regression
     "kerasbert.tasks.embedding",
     "kerasbert.tasks.token_classification",
+    "kerasbert.tasks.question_answering",
 )
 
 _loaded = False

@@ -99,7 +99,9 @@ class FinetuneConfig:
         cased: keep case and accents.
         model_size, num_layers, hidden_dim, num_heads, intermediate_dim: the
             encoder when training from scratch.
-        sequence_length: tokens per example (default 128; 48 on the sample).
+        sequence_length: tokens per example (default 128, or the task's
+            `default_sequence_length`, e.g. 384 for question answering; 48
+            on the sample).
         dropout: dropout rate of encoder and head.
         batch_size, epochs, learning_rate (default 5e-5 with a checkpoint,
             5e-4 from scratch), warmup_proportion, weight_decay, seed: training.
@@ -265,7 +267,7 @@ def build_parser(prog="python -m kerasbert.train finetune"):
         "--sequence_length",
         type=int,
         default=None,
-        help=f"tokens per example after packing (default: {DEFAULT_SEQUENCE_LENGTH}; "
+        help=f"tokens per example after packing (default: {DEFAULT_SEQUENCE_LENGTH}; 384 for question_answering; "
         f"{SAMPLE_SEQUENCE_LENGTH} on the sample data)",
     )
     m.add_argument("--dropout", type=float, default=0.1, help="dropout rate (default: 0.1)")
@@ -355,7 +357,8 @@ def _resolve(config):
         if c.sequence_length is None:
             c.sequence_length = SAMPLE_SEQUENCE_LENGTH
     if c.sequence_length is None:
-        c.sequence_length = DEFAULT_SEQUENCE_LENGTH
+        task_class = type(c.task) if isinstance(c.task, Task) else get_task(c.task)
+        c.sequence_length = task_class.default_sequence_length or DEFAULT_SEQUENCE_LENGTH
     for flag in ("train_file", "dev_file", "vocab"):
         path = getattr(c, flag)
         if path is not None and not os.path.isfile(path):
@@ -667,10 +670,10 @@ def finetune(config):
     except ValueError as e:
         raise ConfigError(f"--vocab: {e}") from e
 
-    train = task.read_examples(c.train_file)
+    train = task.read_split(c.train_file, "train")
     if c.max_train_examples:
         train = task.take(train, c.max_train_examples)
-    dev = task.read_examples(c.dev_file) if c.dev_file else None
+    dev = task.read_split(c.dev_file, "dev") if c.dev_file else None
     task.prepare(train, dev)
     train_ds, train_rows = task.build_inputs(train, preprocessor, c.batch_size, training=True, seed=c.seed)
 
