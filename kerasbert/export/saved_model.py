@@ -120,14 +120,22 @@ WARMUP_PAIRS = (
     "",
     "The sentence is short.",
 )
+WARMUP_QUESTIONS = (  # question answering: asked of WARMUP_TEXTS as contexts
+    "How was the food?",
+    "Who would not recommend it?",
+    "When was crème brûlée served?",
+    "",
+    "Which uncommon words are mentioned?",
+)
 
 
 def write_warmup_requests(path, task_name, text_pair=False):
     """Writes `<path>/assets.extra/tf_serving_warmup_requests`: Predict requests of raw sentences.
 
     Three `PredictionLog` records for `serving_default` with batches of 1, 2 and 5 sentences (`text`,
-    plus `text_pair` for pair tasks) and one of 2 sentences for each other signature of the task (e.g.
-    `tokens`), which TF Serving and `kerasbert.serve` replay before serving the version.
+    plus `text_pair` for pair tasks; `question` and `context` for question answering) and one of 2
+    sentences for each other signature of the task (e.g. `tokens`), which TF Serving and
+    `kerasbert.serve` replay before serving the version.
 
     Example:
 
@@ -141,7 +149,12 @@ def write_warmup_requests(path, task_name, text_pair=False):
     from kerasbert.serving.warmup import predict_log, write_warmup_file
 
     def inputs_for(signature, n):
-        texts = {contract.TEXT: list(WARMUP_TEXTS[:n]), contract.TEXT_PAIR: list(WARMUP_PAIRS[:n])}
+        texts = {
+            contract.TEXT: list(WARMUP_TEXTS[:n]),
+            contract.TEXT_PAIR: list(WARMUP_PAIRS[:n]),
+            contract.QUESTION: list(WARMUP_QUESTIONS[:n]),
+            contract.CONTEXT: list(WARMUP_TEXTS[:n]),
+        }
         return {name: texts[name] for name in signature.inputs}
 
     logs = []
