@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -41,8 +40,9 @@ class ModelManager:
 
     Args:
         poll_wait_seconds: seconds between file system polls; 0 or less = poll only when the config is set.
-        max_concurrent_executions: if set, at most this many signature calls run at once (used for
-            `--enable_batching`'s `num_batch_threads`).
+        batching: a `kerasbert.serving.batching.BatchingOptions` (`--enable_batching`): Predict calls are then
+            merged across requests by a `Batcher` (`self.batcher`); None = each call runs on its own.
+        metrics: a `kerasbert.serving.metrics.Metrics` (or None), for the batcher's batch sizes and queuing.
 
     Example:
 
@@ -52,14 +52,21 @@ class ModelManager:
     1
     """
 
-    def __init__(self, poll_wait_seconds: float = 1.0, max_concurrent_executions: int | None = None):
+    def __init__(self, poll_wait_seconds: float = 1.0, *, batching=None, metrics=None):
         self.poll_wait_seconds = poll_wait_seconds
         self._models: dict[str, _Model] = {}
         self._lock = threading.Lock()  # guards _models and each _Model's dicts
         self._sync_lock = threading.RLock()  # one config change / poll at a time; loads run outside _lock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._slots = threading.BoundedSemaphore(max_concurrent_executions) if max_concurrent_executions else None
+        # --- batching (serve-batching): one Batcher shared by every model, as TF Serving shares its batch threads
+        self.metrics = metrics
+        self.batching = batching
+        self.batcher = None
+        if batching is not None:
+            from kerasbert.serving.batching import Batcher
+
+            self.batcher = Batcher(batching, metrics=metrics)
 
     # ----------------------------------------------------------------------------------------- config
     def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
@@ -221,11 +228,17 @@ class ModelManager:
                 )
             return servable
 
-    def predict(self, servable: Servable, signature_name: str, inputs: Mapping, output_filter=()) -> dict:
-        """Runs `servable.predict`, within the execution-slot limit if one is set."""
-        guard = self._slots if self._slots is not None else contextlib.nullcontext()
-        with guard:
-            return servable.predict(signature_name, inputs, output_filter)
+    def predict(
+        self, servable: Servable, signature_name: str, inputs: Mapping, output_filter=(), deadline=None
+    ) -> dict:
+        """Runs `servable.predict`, through the request batcher when batching is on.
+
+        `deadline` is an absolute `time.monotonic()` value (or None): a request still queued for a batch then
+        is answered DEADLINE_EXCEEDED and not run.
+        """
+        if self.batcher is not None:
+            return self.batcher.predict(servable, signature_name, inputs, output_filter, deadline)
+        return servable.predict(signature_name, inputs, output_filter)
 
     def model_status(self, name: str, version: int | None = None, label: str | None = None):
         """`[(version, State, grpc.StatusCode, message)]` for a model, like TF Serving's GetModelStatus.
