@@ -203,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     manager.reload_config(config)
 
     workers = args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * (os.cpu_count() or 1)
+    # --- batching (serve-batching): each waiting request holds a gRPC worker thread, so 4 x cores threads
+    # would cap a merged batch at a few requests; unless --grpc_max_threads is given, allow two full batches
+    # of one-row requests (TF Serving's advice: max_batch_size * 2 client threads), at most 256 threads.
+    if batching is not None and args.grpc_max_threads <= 0:
+        workers = max(workers, min(256, 2 * batching.max_batch_size))
+    # --- end batching
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
