@@ -361,7 +361,8 @@ def hot_swap(server, base, swaps, seconds, tmp):
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)
+    pause = min(1.0, seconds)
+    time.sleep(pause)
     swap_seconds = []
     for _ in range(swaps):
         current = max(int(p.name) for p in Path(base).iterdir() if p.name.isdigit())
@@ -372,9 +373,9 @@ def hot_swap(server, base, swaps, seconds, tmp):
         os.rename(staging, Path(base) / str(new))
         server.wait_for(new)
         swap_seconds.append(time.monotonic() - start)
-        time.sleep(0.5)
+        time.sleep(pause / 2)
         shutil.rmtree(Path(base) / str(current), ignore_errors=True)  # unloaded by now (latest policy)
-    time.sleep(1.0)
+    time.sleep(pause)
     stop_file.write_text("stop")
     during = json.loads(client.communicate(timeout=300)[0].strip().splitlines()[-1])
     rss_after = rss_mb(server.proc.pid)
@@ -453,6 +454,19 @@ def bench_model(name, base, args, tmp):
                 "runs": runs,
             }
     rate = out["in_process"]["sentences_per_second"]["median"]
+    # Per CPU-second of the serving process (server) or of the in-process caller: less sensitive to other jobs
+    # on a shared machine than wall-clock rates, which drop with whatever else takes the cores.
+    per_cpu = statistics.median(x["sentences_per_second"] / max(x["cpu_fraction"], 1e-9) for x in inproc)
+    out["in_process"]["sentences_per_cpu_second"] = per_cpu
+    for levels in out["served"].values():
+        for row in levels.values():
+            row["sentences_per_server_cpu_second"] = statistics.median(
+                x["sentences_per_second"] / max(x["server_cpu_fraction"], 1e-9) for x in row["runs"]
+            )
+    out["cpu_efficiency_vs_in_process"] = {
+        mode: {c: row["sentences_per_server_cpu_second"] / per_cpu for c, row in levels.items()}
+        for mode, levels in out["served"].items()
+    }
     out["ratio_vs_in_process"] = {
         mode: {c: out["served"][mode][c]["sentences_per_second"]["median"] / rate for c in out["served"][mode]}
         for mode in out["served"]
@@ -487,6 +501,11 @@ def print_summary(results):
         loaded = model["served"]["batching"]["32"]["loaded"] or model["in_process"]["loaded"]
         verdict = "loaded machine: not read as a result" if loaded else ("meets" if target >= 0.9 else "MISSES")
         print(f"32 clients with batching: {target:.2f}x the in-process rate (target >= 0.9x: {verdict})")
+        efficiency = model["cpu_efficiency_vs_in_process"]
+        print(
+            "sentences per CPU-second, server vs in-process caller: "
+            + ", ".join(f"{mode} {c}: {x:.2f}x" for mode, levels in efficiency.items() for c, x in levels.items())
+        )
         swap = model["hot_swap"]
         print(
             f"hot-swap ({swap['clients']} clients, {swap['swaps']} swaps, {swap['seconds_per_swap']['median']:.1f} s "
@@ -545,6 +564,7 @@ def plot(results, path):
         )
     for ax in (ax_lat, ax_rate):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(list(CONCURRENCY), [str(c) for c in CONCURRENCY])
         ax.set_yscale("log")
         ax.set_xlabel("concurrent clients (1-8 sentences per request)")
         ax.grid(True, which="both", alpha=0.3)
@@ -563,11 +583,11 @@ def plot(results, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="tiny,minilm", help="comma-separated: tiny, minilm")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per model")
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of one load run")
-    parser.add_argument("--swaps", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="tiny model, 1 round, 1 s runs, 2 swaps")
+    parser.add_argument("--models", default=None, help="comma-separated: tiny, minilm (default both)")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per model (default 2)")
+    parser.add_argument("--seconds", type=float, default=None, help="length of one load run (default 4)")
+    parser.add_argument("--swaps", type=int, default=None, help="hot-swaps (default 10)")
+    parser.add_argument("--quick", action="store_true", help="defaults: tiny model, 1 round, 1 s runs, 2 swaps")
     parser.add_argument("--json", default="", help="default: benchmarks/results/serving_<models>.json")
     parser.add_argument("--plot", default=str(RESULTS / "serving_latency.png"))
     parser.add_argument("--_role", nargs="+", help=argparse.SUPPRESS)
@@ -584,8 +604,11 @@ def main(argv=None):
             parser.error(f"unknown role {name}")
         print(json.dumps(result))
         return result
-    if args.quick:
-        args.models, args.rounds, args.seconds, args.swaps = "tiny", 1, 1.0, 2
+    quick = {"models": "tiny", "rounds": 1, "seconds": 1.0, "swaps": 2}
+    full = {"models": "tiny,minilm", "rounds": 2, "seconds": 4.0, "swaps": 10}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     output = Path(args.json or RESULTS / f"serving_{'_'.join(models)}{'_quick' if args.quick else ''}.json")
     results = {

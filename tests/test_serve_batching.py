@@ -403,7 +403,8 @@ def test_bench_serving_quick_mode_writes_plausible_json(tmp_path):
     out = tmp_path / "serving_quick.json"
     png = tmp_path / "latency.png"
     result = subprocess.run(
-        [sys.executable, "benchmarks/bench_serving.py", "--quick", "--json", str(out), "--plot", str(png)],
+        [sys.executable, "benchmarks/bench_serving.py", "--quick", "--seconds", "0.6", "--json", str(out)]
+        + ["--plot", str(png)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
