@@ -276,7 +276,7 @@ def load(address, model, concurrency, seconds, seed, stop_file=""):
 class Server:
     """A `python -m kerasbert.serve` process on a free loopback port."""
 
-    def __init__(self, base, model, batching, log_path):
+    def __init__(self, base, model, batching, log_path, batching_file=BATCHING_FILE):
         self.port, self.model, self.batching = free_port(), model, batching
         command = [
             sys.executable,
@@ -292,7 +292,7 @@ class Server:
             "0.5",
         ]
         if batching:
-            command += ["--enable_batching", "--batching_parameters_file", str(BATCHING_FILE)]
+            command += ["--enable_batching", "--batching_parameters_file", str(batching_file)]
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(command, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -403,7 +403,10 @@ def bench_model(name, base, args, tmp):
         copies[mode] = Path(tmp) / mode / name
         shutil.copytree(base, copies[mode])
     servers = {
-        mode: Server(copies[mode], name, mode == "batching", Path(tmp) / f"{name}-{mode}.log") for mode in copies
+        mode: Server(
+            copies[mode], name, mode == "batching", Path(tmp) / f"{name}-{mode}.log", args.batching_parameters_file
+        )
+        for mode in copies
     }
     try:
         for server in servers.values():
@@ -588,6 +591,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=None, help="length of one load run (default 4)")
     parser.add_argument("--swaps", type=int, default=None, help="hot-swaps (default 10)")
     parser.add_argument("--quick", action="store_true", help="defaults: tiny model, 1 round, 1 s runs, 2 swaps")
+    parser.add_argument("--batching_parameters_file", default=str(BATCHING_FILE), help="for the batching server")
     parser.add_argument("--json", default="", help="default: benchmarks/results/serving_<models>.json")
     parser.add_argument("--plot", default=str(RESULTS / "serving_latency.png"))
     parser.add_argument("--_role", nargs="+", help=argparse.SUPPRESS)
@@ -619,7 +623,8 @@ def main(argv=None):
         "seconds_per_run": args.seconds,
         "concurrency": list(CONCURRENCY),
         "sentences_per_request": [1, 8],
-        "batching_parameters": BATCHING_FILE.read_text(),
+        "batching_parameters_file": str(args.batching_parameters_file),
+        "batching_parameters": Path(args.batching_parameters_file).read_text(),
         "models": {},
     }
     print(f"machine: {results['machine']}; load {results['load_before']}", flush=True)
