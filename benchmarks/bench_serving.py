@@ -8,7 +8,7 @@ exported with `python -m kerasbert.export`), in one run:
   requests, one `grpc.aio` client process, responses not decoded except one per client to check them), against
   two server processes: one with `--enable_batching --batching_parameters_file serving/batching_parameters.txt`
   and one without. Sentences/s and p50/p95/p99 latency; the CPU the client process and the server used;
-* **hot-swap**: p99 of 16 clients on the batching server, first steady, then while new versions appear (a version
+* **hot-swap**: p99 of 16 clients on each server, first steady, then while new versions appear (a version
   folder copied to a new number atomically: temp folder + rename; the next copy once the new version serves),
   and the server's resident memory before and after the swaps (10; 2 with `--quick`).
 
@@ -429,6 +429,7 @@ def bench_model(name, base, args, tmp):
                         flush=True,
                     )
         swap = hot_swap(servers["batching"], copies["batching"], args.swaps, args.seconds, tmp)
+        swap_plain = hot_swap(servers["no_batching"], copies["no_batching"], args.swaps, args.seconds, tmp)
     finally:
         for server in servers.values():
             server.stop()
@@ -441,7 +442,8 @@ def bench_model(name, base, args, tmp):
             "runs": inproc,
         },
         "served": {},
-        "hot_swap": swap,
+        "hot_swap": swap,  # on the batching server
+        "hot_swap_no_batching": swap_plain,
     }
     for mode, levels in served.items():
         out["served"][mode] = {}
@@ -509,13 +511,14 @@ def print_summary(results):
             "sentences per CPU-second, server vs in-process caller: "
             + ", ".join(f"{mode} {c}: {x:.2f}x" for mode, levels in efficiency.items() for c, x in levels.items())
         )
-        swap = model["hot_swap"]
-        print(
-            f"hot-swap ({swap['clients']} clients, {swap['swaps']} swaps, {swap['seconds_per_swap']['median']:.1f} s "
-            f"each): p99 {swap['p99_ms_baseline']:.1f} ms steady -> {swap['p99_ms_during_swaps']:.1f} ms during "
-            f"swaps ({swap['p99_ratio']:.2f}x), errors {swap['errors']}; server RSS {swap['rss_mb_before']:.0f} MB "
-            f"-> {swap['rss_mb_after']:.0f} MB"
-        )
+        for label, key in (("batching", "hot_swap"), ("no_batching", "hot_swap_no_batching")):
+            swap = model[key]
+            print(
+                f"hot-swap, {label} server ({swap['clients']} clients, {swap['swaps']} swaps, "
+                f"{swap['seconds_per_swap']['median']:.1f} s each): p99 {swap['p99_ms_baseline']:.1f} ms steady -> "
+                f"{swap['p99_ms_during_swaps']:.1f} ms during swaps ({swap['p99_ratio']:.2f}x), errors "
+                f"{swap['errors']}; server RSS {swap['rss_mb_before']:.0f} MB -> {swap['rss_mb_after']:.0f} MB"
+            )
     print(
         f"load average {results['load_before']} before, {results['load_after']} after, "
         f"{results['machine']['cores']} cores{' (LOADED)' if results['loaded'] else ''}"

@@ -447,6 +447,7 @@ class Batcher:
                         task.finish(error=ServingError(grpc.StatusCode.INTERNAL, "Internal error"))
                 if not isinstance(exc, Exception):
                     raise
+            del queue, batch  # an idle thread must not keep the last servable (an unloaded version) alive
 
     def _run(self, queue: _Queue, batch: list[_Task]) -> None:
         now = time.monotonic()
