@@ -484,8 +484,8 @@ def test_version_policies_and_layout(models):
 
 
 def test_batching_parameters_file_parses():
-    from kerasbert.serving.server import parse_batching_parameters
+    from kerasbert.serving.batching import BatchingOptions
 
-    params = parse_batching_parameters((REPO_ROOT / "serving" / "batching_parameters.txt").read_text())
-    assert params["max_batch_size"] == 32 and params["num_batch_threads"] == 2
-    assert params["batch_timeout_micros"] == 5000
+    options = BatchingOptions.from_file(str(REPO_ROOT / "serving" / "batching_parameters.txt"))
+    assert options.max_batch_size == 64 and options.num_batch_threads == 2
+    assert options.batch_timeout_micros == 2000 and options.max_enqueued_batches == 100

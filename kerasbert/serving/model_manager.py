@@ -133,8 +133,8 @@ class ModelManager:
 
     Args:
         poll_wait_seconds: seconds between file system polls; 0 or less = poll only when the config is set.
-        max_concurrent_executions: if set, at most this many signature calls run at once (used for
-            `--enable_batching`'s `num_batch_threads`).
+        batching: a `kerasbert.serving.batching.BatchingOptions` (`--enable_batching`): Predict calls are then
+            merged across requests by a `Batcher` (`self.batcher`); None = each call runs on its own.
         max_num_load_retries: retries after a failed load (TF Serving's flag; 0 = one attempt).
         load_retry_interval_micros: wait between retries (negative = none).
         enable_model_warmup: replay `assets.extra/tf_serving_warmup_requests` before AVAILABLE.
@@ -156,8 +156,8 @@ class ModelManager:
     def __init__(
         self,
         poll_wait_seconds: float = 1.0,
-        max_concurrent_executions: int | None = None,
         *,
+        batching=None,
         # --- versions and warmup (issue 11 defects 5-7, warmup)
         max_num_load_retries: int = MAX_NUM_LOAD_RETRIES,
         load_retry_interval_micros: int = LOAD_RETRY_INTERVAL_MICROS,
@@ -175,7 +175,13 @@ class ModelManager:
         self._lock = threading.Lock()  # guards _models and each _Model's dicts
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._slots = threading.BoundedSemaphore(max_concurrent_executions) if max_concurrent_executions else None
+        # --- batching: one Batcher shared by every model, as TF Serving shares its batch threads
+        self.batching = batching
+        self.batcher = None
+        if batching is not None:
+            from kerasbert.serving.batching import Batcher
+
+            self.batcher = Batcher(batching, metrics=metrics)
         # --- versions and warmup
         self.max_num_load_retries = max(0, int(max_num_load_retries))
         self.load_retry_interval = max(0.0, load_retry_interval_micros / 1e6)
@@ -183,7 +189,6 @@ class ModelManager:
         self.num_request_iterations_for_warmup = num_request_iterations_for_warmup
         self.allowed_roots = default_roots(model_server_config_pb2.ModelServerConfig(), allowed_base_path_roots)
         self.loader_niceness = loader_niceness
-        self.metrics = metrics
         self._loader_ident: int | None = None
         # Create TF's runtime (and its compute threads) here, on the caller's thread: threads inherit their
         # creator's nice value, and the TF pools must not inherit the loader thread's lower priority.
@@ -512,15 +517,16 @@ class ModelManager:
     def predict(
         self, servable: Servable, signature_name: str, inputs: Mapping, output_filter=(), deadline: float | None = None
     ) -> dict:
-        """Runs `servable.predict`, within the execution-slot limit if one is set.
+        """Runs `servable.predict`, through the request batcher when batching is on.
 
-        `deadline` is an absolute `time.monotonic()` (None = none): work not started by then is skipped, and a
-        chunked call stops between chunks once it passes (DEADLINE_EXCEEDED).
+        `deadline` is an absolute `time.monotonic()` (None = none): work not started by then is skipped
+        (DEADLINE_EXCEEDED; a request still queued for a batch is not run), and a chunked call stops between
+        chunks once it passes.
         """
-        guard = self._slots if self._slots is not None else contextlib.nullcontext()
+        if self.batcher is not None:
+            return self.batcher.predict(servable, signature_name, inputs, output_filter, deadline)
         chunk_rows = self.limits.predict_chunk_rows if self.limits is not None else None
-        with guard:
-            return servable.predict(signature_name, inputs, output_filter, deadline=deadline, chunk_rows=chunk_rows)
+        return servable.predict(signature_name, inputs, output_filter, deadline=deadline, chunk_rows=chunk_rows)
 
     def model_status(self, name: str, version: int | None = None, label: str | None = None):
         """`[(version, State, grpc.StatusCode, message)]` for a model, like TF Serving's GetModelStatus.

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -82,8 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="re-read --model_config_file this often and apply changes; 0 (default) = never",
     )
-    p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
-    p.add_argument("--batching_parameters_file", default="", help="text-format BatchingParameters")
+    # --- batching (serve-batching): TF Serving's flags; the file is a text-format BatchingParameters
+    p.add_argument(
+        "--enable_batching",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="merge concurrent Predict requests into batched signature calls",
+    )
+    p.add_argument(
+        "--batching_parameters_file",
+        default="",
+        help="text-format BatchingParameters (unset fields take TF Serving's defaults); needs --enable_batching",
+    )
+    # --- end batching
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
     p.add_argument("--grpc_max_threads", type=int, default=0, help="gRPC worker threads (default 4 x cores)")
     # --- ops: monitoring, health, TLS, CORS (TF Serving's flags; see kerasbert.serving.{monitoring,health,tls})
@@ -236,21 +248,29 @@ def limits_from_args(args):
     )
 
 
-def parse_batching_parameters(text: str) -> dict[str, object]:
-    """Reads the scalar fields of a text-format `BatchingParameters` (`max_batch_size { value: 32 }`).
+def _load_batching(args, parser):
+    """The `BatchingOptions` of `--enable_batching`/`--batching_parameters_file` (None when off); a bad file
+    is a one-line flag error, as `tensorflow_model_server` refuses to start on one."""
+    # --- batching (serve-batching)
+    from google.protobuf import text_format
 
-    Example:
+    from kerasbert.serving.batching import BatchingOptions
 
-    >>> parse_batching_parameters('max_batch_size { value: 32 }\\nnum_batch_threads { value: 2 }')
-    {'max_batch_size': 32, 'num_batch_threads': 2}
-    """
-    params: dict[str, object] = {}
-    text = re.sub(r"#.*", "", text)
-    for name, value in re.findall(r"(\w+)\s*:?\s*\{\s*value\s*:\s*([^\s}]+)\s*\}", text):
-        params[name] = int(value) if re.fullmatch(r"-?\d+", value) else value.strip('"')
-    for name, value in re.findall(r"^\s*(\w+)\s*:\s*([^\s{]+)\s*$", text, flags=re.M):
-        params.setdefault(name, int(value) if re.fullmatch(r"-?\d+", value) else value.strip('"'))
-    return params
+    path = args.batching_parameters_file
+    if not args.enable_batching:
+        if path:
+            parser.error("--batching_parameters_file is set without --enable_batching")
+        return None
+    if not path:
+        return BatchingOptions()
+    if not os.path.isfile(path):
+        parser.error(f"--batching_parameters_file {path} does not exist")
+    try:
+        return BatchingOptions.from_file(path)
+    except text_format.ParseError as exc:
+        parser.error(f"--batching_parameters_file {path} is not a text-format BatchingParameters: {exc}")
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        parser.error(f"--batching_parameters_file {path}: {exc}")
 
 
 def _load_config(args, parser):
@@ -354,12 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     config = _load_config(args, parser)
     metrics_path, ssl_config = _load_ops_flags(args, parser)  # --- ops
     roots = _check_version_flags(args, parser)
-    batching = {}
-    if args.batching_parameters_file:
-        if not os.path.isfile(args.batching_parameters_file):
-            parser.error(f"--batching_parameters_file {args.batching_parameters_file} does not exist")
-        with open(args.batching_parameters_file) as f:
-            batching = parse_batching_parameters(f.read())
+    batching = _load_batching(args, parser)  # --- batching
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     import concurrent.futures
@@ -370,15 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     from kerasbert.serving.model_manager import ModelManager
     from kerasbert.serving.rest import RestApi, start_rest_server
 
-    slots = None
-    if args.enable_batching:
-        slots = int(batching.get("num_batch_threads", os.cpu_count() or 1))
-        _log.info(
-            "Batching enabled with %s: each request runs as its own batch (no cross-request "
-            "merging); at most %d signature calls run at once (num_batch_threads)",
-            batching or "defaults",
-            slots,
-        )
+    # --- batching
+    if batching is not None:
+        _log.info("Batching enabled: %s", batching.describe())
     # --- ops: one Metrics per server, shared by the manager and both front ends (via manager.metrics)
     from kerasbert.serving import health, http_extras, monitoring, tls
     from kerasbert.serving.metrics import Metrics
@@ -387,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = limits_from_args(args)  # --- limits
     manager = ModelManager(
         args.file_system_poll_wait_seconds,
-        max_concurrent_executions=slots,
+        batching=batching,
         metrics=metrics,
         limits=limits,
         # --- versions and warmup
@@ -402,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     manager.reload_config(config)
 
     workers = args.grpc_max_threads if args.grpc_max_threads > 0 else 4 * (os.cpu_count() or 1)
+    # --- batching (serve-batching): each waiting request holds a gRPC worker thread, so 4 x cores threads
+    # would cap a merged batch at a few requests; unless --grpc_max_threads is given, allow two full batches
+    # of one-row requests (TF Serving's advice: max_batch_size * 2 client threads), at most 256 threads.
+    if batching is not None and args.grpc_max_threads <= 0:
+        workers = max(workers, min(256, 2 * batching.max_batch_size))
+    # --- end batching
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         options=[
@@ -480,5 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         rest.shutdown()
         api.close()
     manager.stop()
+    if manager.batcher is not None:  # --- batching (serve-batching)
+        manager.batcher.close()
     _log.info("Server stopped")
     return 0
