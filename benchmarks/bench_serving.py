@@ -47,6 +47,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 RESULTS = REPO / "benchmarks" / "results"
 BATCHING_FILE = REPO / "serving" / "batching_parameters.txt"
+
+
+def _repo_relative(path) -> str:
+    """`path` relative to the repository when inside it (results files carry no machine paths)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 SAMPLE_VOCAB = REPO / "kerasbert" / "data" / "sample" / "vocab.txt"
 CONCURRENCY = (1, 8, 32, 64)
 SWAP_CLIENTS = 16
@@ -669,7 +677,7 @@ def main(argv=None):
         "seconds_per_run": args.seconds,
         "concurrency": list(CONCURRENCY),
         "sentences_per_request": [1, 8],
-        "batching_parameters_file": str(args.batching_parameters_file),
+        "batching_parameters_file": _repo_relative(args.batching_parameters_file),
         "batching_parameters": Path(args.batching_parameters_file).read_text(),
         "models": {},
     }

@@ -260,6 +260,8 @@ def substitute(words, work, minilm=None, ports=None):
                 word = str(_head(real, work / "shared_slice" / Path(word).relative_to("../shared"), DEV_ROWS))
             else:
                 word = str(real)
+        elif word.startswith("serving/"):  # the repo's deployment files (commands run in `work`)
+            word = str(REPO / word)
         elif "*" in word:
             expanded = sorted(glob.glob(word, root_dir=work))
             assert expanded, f"{word} matches nothing in {work}"
@@ -508,6 +510,28 @@ def test_quick_start_serve_and_ui(make_run, work):
                 assert response.read().decode().strip() == "ok"
 
 
+def _check_production_flags(address, rest_port):
+    """The README's serving command turns on batching, Prometheus metrics and gRPC health: check each."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/health/ready", timeout=10) as response:
+        assert response.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/monitoring/prometheus/metrics", timeout=10) as r:
+        metrics = r.read().decode()
+    ok = re.search(r'^:tensorflow:serving:request_count\{model_name="kerasbert",status="OK"\} (\S+)$', metrics, re.M)
+    assert ok and float(ok.group(1)) >= 2, metrics[:2000]  # the metadata call and the REST predict at least
+    batches = re.search(
+        r'^:tensorflow:serving:batching_session:processed_batch_size_count\{model_name="kerasbert"\} (\S+)$',
+        metrics,
+        re.M,
+    )
+    assert batches and float(batches.group(1)) >= 1, "the REST predict ran through the batcher"
+
+
 def test_serve_rest_client_and_ui(make_run, work, capsys):
     from kerasbert.client import Client
 
@@ -520,6 +544,7 @@ def test_serve_rest_client_and_ui(make_run, work, capsys):
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert json.loads(response.read())["predictions"][0]["labels"] in ("negative", "positive")
+        _check_production_flags(address, ports[8501])
 
         capsys.readouterr()
         run_readme("python -m kerasbert.client --server localhost:8500 --model kerasbert", work, ports=ports)

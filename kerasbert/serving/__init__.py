@@ -6,10 +6,14 @@ REST API, over `<base_path>/<integer version>/saved_model.pb` folders.
 
 Modules (imported lazily: importing this package does not import TensorFlow):
 
-* `model_manager` – `ModelManager`: config, version policies/labels, file system polling.
-* `servable`      – `Servable`: one loaded version; checked signature calls.
-* `grpc_service`  – the gRPC services.
-* `rest`          – the REST API.
+* `model_manager` – `ModelManager`: config, version policies/labels, polling, loads with retries and warmup.
+* `servable`      – `Servable`: one loaded version; checked, chunked signature calls.
+* `batching`      – `Batcher`: merges concurrent Predict calls (`--enable_batching`).
+* `limits`        – request caps checked before any tensor is built.
+* `warmup`        – `assets.extra/tf_serving_warmup_requests` reading and replay.
+* `grpc_service`  – the gRPC services; `rest` – the REST API; `http_extras` – CORS and the Host check.
+* `metrics`, `monitoring` – Prometheus metrics under TF Serving's names; `health` – gRPC health, readiness.
+* `tls` – `--ssl_config_file`; `protos` – TF Serving config messages the wheel lacks; `arrays` – output joins.
 * `server`        – flags and `main()`.
 
 Example:
