@@ -57,8 +57,12 @@ browser:
 run: $(VENV)/.runtime
 	$(PY) -m kerasbert.train $(ARGS)
 
+# Two pytest-xdist workers, one test file each at a time (module fixtures stay shared within a file): most
+# tests are single-threaded Python (tracing, servers, subprocesses), so two workers halve the wall time on
+# 2 cores. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev browser compat lint
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Lint and format check (ruff, configured in pyproject.toml); `make test` runs it first.
 # --no-cache: nothing written into the checkout.
