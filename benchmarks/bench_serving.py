@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import resource
 import shutil
@@ -61,8 +60,11 @@ SWAP_CLIENTS = 16
 IN_PROCESS_BATCH = 64
 LOADED_OTHER_CORES = 0.25 * (os.cpu_count() or 1)  # other processes' average CPU use above which a figure is loaded
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("USE_TF", "0")
+
+from bench_ner import machine  # noqa: E402  (CPU model, SIMD flags, cores: the same facts in every benchmark)
 
 WORDS = (
     "the a movie film story actor plot great good bad long short funny boring scene music city river house "
@@ -73,26 +75,6 @@ WORDS = (
 
 
 # --------------------------------------------------------------------------------------- machine facts
-def machine():
-    """CPU model, the SIMD flags that matter for BERT on CPU, core count and Python version."""
-    model, flags = platform.processor(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile"]
-    return {
-        "cpu": model,
-        "flags": [f for f in wanted if f in flags],
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-
-
 def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
