@@ -33,6 +33,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if `proc` has not exited within `timeout` seconds (no-op if it already has)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class ServerProcess:
     """A running `kerasbert.serve` subprocess: `.port` (gRPC), `.rest_port` (or None), `.proc`."""
@@ -149,13 +161,7 @@ def running_server(
         yield server
         failed = False
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         if failed:
             sys.stderr.write(f"----- kerasbert.serve log ({' '.join(cmd)}) -----\n{server.log()}\n")
         with contextlib.suppress(OSError):

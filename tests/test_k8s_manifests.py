@@ -23,7 +23,7 @@ import grpc
 import pytest
 import yaml
 
-from serving_utils import REPO_ROOT, free_port
+from serving_utils import REPO_ROOT, free_port, stop_process
 
 K8S = REPO_ROOT / "serving" / "k8s"
 KUBECTL = shutil.which("kubectl")
@@ -226,12 +226,7 @@ def test_our_server_accepts_the_configmap_files_and_answers_the_probes(manifests
         conn.close()
         channel.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def test_manifests_folder_holds_only_manifests():

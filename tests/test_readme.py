@@ -48,7 +48,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, minilm_checkpoint, shared_path, write_polarity_task
-from serving_utils import _all_available, free_port
+from serving_utils import _all_available, free_port, stop_process
 
 README = REPO / "README.md"
 
@@ -436,12 +436,7 @@ def readme_streamlit(key, timeout=60):
         )
         yield url, return_env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 class _Record(ast.NodeTransformer):

@@ -38,7 +38,7 @@ from tensorflow_serving.apis import (
 
 from kerasbert.serving import server as serve_main
 from kerasbert.serving.metrics import CONTENT_TYPE
-from serving_utils import REPO_ROOT, free_port
+from serving_utils import REPO_ROOT, free_port, stop_process
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -90,13 +90,7 @@ def serve(args: list[str], ready, timeout: float = 90):
         yield proc
         failed = False
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         if failed:
             sys.stderr.write(Path(log.name).read_text(errors="replace"))
         os.unlink(log.name)
