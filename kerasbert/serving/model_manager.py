@@ -279,6 +279,10 @@ class ModelManager:
         with self._lock:
             return sorted(self._models)
 
+    def served_names(self):
+        """The configured model names as a view, for membership tests on the request path (no copy, no sort)."""
+        return self._models.keys()
+
     # ---------------------------------------------------------------------------------------- polling
     def poll_once(self) -> None:
         """Loads new wanted versions and unloads unwanted ones, for every configured model."""

@@ -34,6 +34,7 @@ import functools
 import logging
 import re
 import time
+from collections.abc import Container
 
 from kerasbert.serving.protos import MonitoringConfig, read_text_file
 
@@ -76,7 +77,7 @@ def load_monitoring_config(path: str) -> str | None:
 
 
 def record(
-    metrics, served: set[str] | frozenset[str], model_name: str, api: str, entrypoint: str, status: str, seconds: float
+    metrics, served: Container[str], model_name: str, api: str, entrypoint: str, status: str, seconds: float
 ) -> None:
     """Counts one finished request and, when it succeeded, its latency (no-op when `metrics` is None)."""
     if metrics is None:
@@ -87,11 +88,11 @@ def record(
         metrics.observe_request_latency(name, api, entrypoint, seconds)
 
 
-def _served(manager) -> set[str]:
+def _served(manager) -> Container[str]:
     try:
-        return set(manager.model_names())
+        return manager.served_names()  # a dict view: this runs for every request
     except Exception:  # never let metrics break a request
-        return set()
+        return ()
 
 
 def record_grpc(manager, method_name: str, request, status: str, seconds: float) -> None:
