@@ -47,6 +47,11 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _bool_flag(parser: argparse.ArgumentParser, name: str, default: bool, help: str) -> None:
+    """A TF Serving-style boolean flag: `--name`, `--name=true|false` or `--name false`."""
+    parser.add_argument(name, type=_bool, nargs="?", const=True, default=default, help=help)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, no usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -82,14 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-read --model_config_file this often and apply changes; 0 (default) = never",
     )
     # --- batching (serve-batching): TF Serving's flags; the file is a text-format BatchingParameters
-    p.add_argument(
-        "--enable_batching",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="merge concurrent Predict requests into batched signature calls",
-    )
+    _bool_flag(p, "--enable_batching", False, "merge concurrent Predict requests into batched signature calls")
     p.add_argument(
         "--batching_parameters_file",
         default="",
@@ -104,26 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="text-format MonitoringConfig; prometheus_config { enable: true } serves metrics on the REST port",
     )
-    p.add_argument(
+    _bool_flag(
+        p,
         "--enable_grpc_healthcheck_service",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="serve grpc.health.v1.Health: SERVING once every model has an AVAILABLE version",
+        False,
+        "serve grpc.health.v1.Health: SERVING once every model has an AVAILABLE version",
     )
     p.add_argument(
         "--ssl_config_file",
         default="",
         help="text-format SSLConfig (PEM contents of server_key, server_cert, custom_ca; client_verify) for gRPC",
     )
-    p.add_argument(
-        "--rest_api_enable_cors_support",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=False,
-        help="add CORS headers (Access-Control-Allow-Origin: *) to REST answers",
+    _bool_flag(
+        p, "--rest_api_enable_cors_support", False, "add CORS headers (Access-Control-Allow-Origin: *) to REST answers"
     )
     # --- limits (ours; TF Serving has none of these): hostile or oversized requests are refused before any
     # tensor is built, and big batches run in chunks so memory is bounded by the chunk
@@ -175,13 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=60_000_000,
         help="microseconds between load retries; negative = no wait (default 60000000 = 1 minute)",
     )
-    p.add_argument(
+    _bool_flag(
+        p,
         "--enable_model_warmup",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=True,
-        help="replay <version>/assets.extra/tf_serving_warmup_requests before serving a version (default true)",
+        True,
+        "replay <version>/assets.extra/tf_serving_warmup_requests before serving a version (default true)",
     )
     p.add_argument(
         "--num_request_iterations_for_warmup",
