@@ -166,6 +166,31 @@ class Task:
         return False
 
 
+def feature_predict_fn(task, model, head):
+    """A `tf.function` from packed features (`token_ids`, `segment_ids`, `padding_mask`) to
+    `head(model(features))`, traced once and cached on `task` for as long as `model` is the same object.
+
+    Tasks that evaluate in Python on the model's outputs (tagging, question answering) share it.
+    """
+    import tensorflow as tf
+
+    cached = getattr(task, "_predict_cache", None)
+    if cached is not None and cached[0] is model:
+        return cached[1]
+    spec = {
+        "token_ids": tf.TensorSpec([None, None], tf.int32),
+        "segment_ids": tf.TensorSpec([None, None], tf.int32),
+        "padding_mask": tf.TensorSpec([None, None], tf.bool),
+    }
+
+    @tf.function(input_signature=[spec])
+    def predict(features):
+        return head(model(features, training=False))
+
+    task._predict_cache = (model, predict)
+    return predict
+
+
 def get_task(name: str) -> type:
     """The registered `Task` subclass called `name`.
 

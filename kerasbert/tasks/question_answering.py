@@ -40,7 +40,7 @@ import numpy as np
 
 from kerasbert import contract
 from kerasbert.data import squad
-from kerasbert.tasks.base import Task, TaskDataError, register
+from kerasbert.tasks.base import Task, TaskDataError, feature_predict_fn, register
 
 DEFAULT_SEQUENCE_LENGTH = 384
 MASKED_LOGIT = -10000.0
@@ -415,21 +415,7 @@ class QuestionAnsweringTask(Task):
     def _predict_fn(self, model):
         import tensorflow as tf
 
-        cached = getattr(self, "_predict_cache", None)
-        if cached is not None and cached[0] is model:
-            return cached[1]
-        spec = {
-            "token_ids": tf.TensorSpec([None, None], tf.int32),
-            "segment_ids": tf.TensorSpec([None, None], tf.int32),
-            "padding_mask": tf.TensorSpec([None, None], tf.bool),
-        }
-
-        @tf.function(input_signature=[spec])
-        def predict(inputs):
-            return tf.cast(model(inputs, training=False), tf.float32)
-
-        self._predict_cache = (model, predict)
-        return predict
+        return feature_predict_fn(self, model, lambda logits: tf.cast(logits, tf.float32))
 
     def predict(self, model, preprocessor, examples, batch_size: int = 32) -> list[dict]:
         """Answers of `examples` with Python post-processing (`decode_spans`).

@@ -45,7 +45,7 @@ import numpy as np
 
 from kerasbert import contract
 from kerasbert.data import tagging
-from kerasbert.tasks.base import Task, TaskDataError, register
+from kerasbert.tasks.base import Task, TaskDataError, feature_predict_fn, register
 
 # With --length_bucketing, training rows are sorted by length within chunks of this many
 # batches. Off by default: on CoNLL-2003 (MiniLM, 1 epoch, seed 42) random batches, each cut to its
@@ -421,21 +421,7 @@ class TokenClassificationTask(Task):
         """A `tf.function` from features to argmax tag ids, one trace per model."""
         import tensorflow as tf
 
-        cached = getattr(self, "_predict_cache", None)
-        if cached is not None and cached[0] is model:
-            return cached[1]
-        spec = {
-            "token_ids": tf.TensorSpec([None, None], tf.int32),
-            "segment_ids": tf.TensorSpec([None, None], tf.int32),
-            "padding_mask": tf.TensorSpec([None, None], tf.bool),
-        }
-
-        @tf.function(input_signature=[spec])
-        def predict(features):
-            return tf.argmax(model(features, training=False), axis=-1, output_type=tf.int32)
-
-        self._predict_cache = (model, predict)
-        return predict
+        return feature_predict_fn(self, model, lambda logits: tf.argmax(logits, axis=-1, output_type=tf.int32))
 
     def predict_token_tags(self, model, preprocessor, sentences, batch_size: int = 32, tokens=None):
         """Tag ids of every sentence's WordPieces (windows merged back).
