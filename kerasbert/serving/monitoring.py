@@ -88,9 +88,10 @@ def record(
         metrics.observe_request_latency(name, api, entrypoint, seconds)
 
 
-def _served(manager) -> Container[str]:
+def _served(manager, model_name: str) -> Container[str]:
+    """`(model_name,)` if the manager serves it, else `()`; runs per request, so a dict-view lookup."""
     try:
-        return manager.served_names()  # a dict view: this runs for every request
+        return (model_name,) if model_name in manager.served_names() else ()
     except Exception:  # never let metrics break a request
         return ()
 
@@ -101,7 +102,8 @@ def record_grpc(manager, method_name: str, request, status: str, seconds: float)
     if metrics is None or method_name not in COUNTED_RPCS:
         return
     spec = getattr(request, "model_spec", None)
-    record(metrics, _served(manager), spec.name if spec is not None else "", method_name, "GRPC", status, seconds)
+    name = spec.name if spec is not None else ""
+    record(metrics, _served(manager, name), name, method_name, "GRPC", status, seconds)
 
 
 def counted_rest_route(route):
@@ -133,7 +135,8 @@ def counted_rest_route(route):
             status = getattr(code, "name", None) or "UNKNOWN"
             raise
         finally:
-            record(metrics, _served(self.manager), model_name, api, "REST", status, time.monotonic() - start)
+            seconds = time.monotonic() - start
+            record(metrics, _served(self.manager, model_name), model_name, api, "REST", status, seconds)
 
     return wrapper
 
