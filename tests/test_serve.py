@@ -437,6 +437,7 @@ def test_base_path_serves_latest_version_only(single_server):
     assert response.model_spec.version.value == 2 and out["length"].tolist() == [1003]
     assert rpc_error(predict, single_server, "default", {"text": ["a"]}, version=1).code() == grpc.StatusCode.NOT_FOUND
     assert "Batching enabled" in single_server.log()
+    assert single_server.log().count("Running gRPC ModelServer at") == 1  # once, on stdout (issue 14)
 
 
 def test_reload_config_swaps_models_at_runtime(single_server, models):

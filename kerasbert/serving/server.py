@@ -471,7 +471,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Exporting HTTP/REST API at:{args.host}:{args.rest_api_port} ...", flush=True)
         if metrics_path is not None:  # --- ops
             print(f"Prometheus metrics at http://{args.host}:{args.rest_api_port}{metrics_path}", flush=True)
-    _log.info("Running gRPC ModelServer at %s ...", address)
     watch_config = args.model_config_file and args.model_config_file_poll_wait_seconds > 0
     config_watch = _ConfigWatch(args) if watch_config else None
     while not stop.wait(0.5):
