@@ -130,3 +130,22 @@ def trained_export(tmp_path_factory):
         "base": str(root / "exports" / "sentiment"),
         "model_name": "sentiment",
     }
+
+
+class TinyQA:
+    """The tiny QA model of `test_question_answering.train_tiny_qa`: `.result` (its `FinetuneResult`),
+    `.squad_file` (its synthetic SQuAD file), `.base` (the TF Serving model base path), `.model_name`."""
+
+    def __init__(self, result, squad_file, base, model_name):
+        self.result, self.squad_file, self.base, self.model_name = result, squad_file, base, model_name
+
+
+@pytest.fixture(scope="session")
+def tiny_qa(tmp_path_factory):
+    """A tiny extractive-QA model trained once per session (tens of seconds) and exported; used by
+    tests/test_question_answering.py, tests/test_client_qa.py and tests/test_ui_qa.py."""
+    from test_question_answering import train_tiny_qa
+
+    root = tmp_path_factory.mktemp("tiny_qa")
+    result = train_tiny_qa(root, model_name="qa")
+    return TinyQA(result, str(root / "squad.json"), str(root / "exports" / "qa"), "qa")

@@ -349,18 +349,24 @@ TRAINED = textwrap.dedent(
 )
 
 
-def test_a_tiny_model_learns_and_its_export_answers_as_python(tmp_path):
+def train_tiny_qa(root, model_name="qa"):
+    """Fine-tunes a tiny QA model from scratch (~250 steps, tens of seconds) on `write_squad`'s synthetic
+    questions ("staff and <place>" asks for the person, "room and <person>" for the place), exported as
+    `root/exports/<model_name>/1`. Articles 0-7 train, 8-9 are dev; `root/squad.json` holds both.
+
+    Returns the `FinetuneResult`. Shared (session fixture `tiny_qa` in conftest.py) by the client and UI tests.
+    """
     from kerasbert.training.finetune import FinetuneConfig, finetune
 
-    vocab = write_vocab(tmp_path / "vocab.txt")
-    write_squad(tmp_path / "squad.json", 640, seed=11, articles=10)
-    result = finetune(
+    vocab = write_vocab(root / "vocab.txt")
+    write_squad(root / "squad.json", 640, seed=11, articles=10)
+    return finetune(
         FinetuneConfig(
             task=QuestionAnsweringTask(
                 train_articles="0-7", dev_articles="8-9", max_query_length=6, doc_stride=4, max_answer_length=4
             ),
-            train_file=str(tmp_path / "squad.json"),
-            dev_file=str(tmp_path / "squad.json"),
+            train_file=str(root / "squad.json"),
+            dev_file=str(root / "squad.json"),
             vocab=str(vocab),
             sequence_length=20,
             epochs=8,
@@ -368,13 +374,17 @@ def test_a_tiny_model_learns_and_its_export_answers_as_python(tmp_path):
             learning_rate=1e-3,
             dropout=0.0,
             seed=5,
-            output_dir=str(tmp_path / "run"),
-            export_dir=str(tmp_path / "exports"),
-            model_name="qa",
+            output_dir=str(root / "run"),
+            export_dir=str(root / "exports"),
+            model_name=model_name,
             verbose=0,
         )
     )
-    task, dev = result.task, result.task.read_split(str(tmp_path / "squad.json"), "dev")
+
+
+def test_a_tiny_model_learns_and_its_export_answers_as_python(tiny_qa, tmp_path):
+    result, squad_file = tiny_qa.result, tiny_qa.squad_file
+    task, dev = result.task, result.task.read_split(squad_file, "dev")
     assert len(dev) == 128 and result.results["steps"] >= 250
     assert task.alignment["questions"] == 512 and task.alignment["unalignable"] == 0
     # Chance: a random candidate span of a ~6-14 token context is right well under 10% of the time.

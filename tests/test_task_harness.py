@@ -20,7 +20,7 @@ For every task the harness checks:
    model's (the task's `serving_endpoints` over the trained Keras model).
 4. served: ONE `python -m kerasbert.serve` serves every task's export (a
    `--model_config_file`); through `kerasbert.client.Client`, `client.task` is the task and
-   its method (classify / regress / encode / entities, and tokens / encode_tokens for the
+   its method (classify / regress / encode / entities / answer, and tokens / encode_tokens for the
    second signature) returns the same answers as the fresh-process reload.
 
 The fresh process and the server are shared by all tasks to keep the file fast (~2 min on
@@ -243,6 +243,13 @@ def _check_answers(client, probe, fresh):
         probe[contract.CONTEXT], out[contract.ANSWER], out[contract.START], out[contract.END]
     ):
         assert context[start:end] == answer
+    answered = client.answer(probe[contract.QUESTION], probe[contract.CONTEXT])
+    assert [(a["answer"], a["start"], a["end"]) for a in answered] == list(
+        zip(out[contract.ANSWER], out[contract.START], out[contract.END])
+    )
+    np.testing.assert_allclose([a["score"] for a in answered], out[contract.SCORE], atol=ATOL)
+    for row, starts in zip(answered, out[contract.ANSWER_STARTS]):
+        assert [c["start"] for c in row["n_best"]] == [s for s in starts if s >= 0]
 
 
 RECIPES: dict[str, Recipe] = {

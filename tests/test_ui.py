@@ -12,8 +12,8 @@ tests/test_client_embeddings.py (embedding = letter counts), re-saved with a ker
 * "toy_old": the toy classifier as it was, without ``metadata`` (an older or foreign export).
 
 The helpers (``with_export_metadata``, ``write_toy_classifier``, ``shared_ui_server``, the
-Chromium flags and ``running_streamlit``) are shared with tests/test_ui_embeddings.py and
-tests/test_ui_ner.py.
+``--dump-dom`` Chromium flags and ``running_streamlit``) are shared with tests/test_ui_embeddings.py,
+tests/test_ui_ner.py and tests/test_ui_qa.py; the DevTools-driven Chromium is in tests/browser_utils.py.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from browser_utils import CHROMIUM, needs_chromium
 from kerasbert import contract
 from serving_utils import free_port, running_server
 from test_client import CLASS_NAMES, MODEL_NAME, build_toy_model, expected_positive
 
 APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
-CHROMIUM = Path("/usr/bin/chromium")
 REGRESSION_MODEL = "toy_score"
 EMBEDDING_MODEL = "toy_embedder"
 OLD_MODEL = "toy_old"
@@ -142,6 +142,19 @@ def opened_tab(at: AppTest) -> str:
     return at.tabs[tabs.proto.tab_container.default_tab_index].label
 
 
+def check_classifier_is_sent_elsewhere(at: AppTest, classifier: str, needs: str, command: str) -> None:
+    """Picks the classifier ``classifier`` in the sidebar: the page opens Classify, and the tab that needs
+    ``needs`` (e.g. "a question-answering model") says so and shows a command containing ``command``."""
+    at.sidebar.text_input(key="model").set_value(classifier).run()
+    assert not at.exception and not at.error
+    assert opened_tab(at) == "Classify"
+    [message] = [i.value for i in at.info if f"Pick {needs} " in i.value]
+    assert message == (
+        f"Model '{classifier}' is a classification model. Pick {needs} in the sidebar to use this tab, or make one:"
+    )
+    assert any(command in c.value for c in at.code)
+
+
 def chart_table(at: AppTest):
     """The data of the page's (single) bar chart, as a pandas DataFrame."""
     [chart] = at.get("vega_lite_chart")
@@ -154,7 +167,7 @@ def test_classify_shows_label_probability_and_chart(app, server):
     at = connect(app, server.port)
     assert not at.exception and not at.error
     assert [t.value for t in at.title] == ["kerasbert"]
-    assert [t.label for t in at.tabs] == ["Classify", "Embeddings", "NER"]
+    assert [t.label for t in at.tabs] == ["Classify", "Embeddings", "NER", "Question answering"]
     assert opened_tab(at) == "Classify"  # the model's metadata says classification
     assert "v1 AVAILABLE" in at.sidebar.success[0].value
     assert len(at.text_area) == 1  # serving_default has no text_pair
@@ -209,9 +222,12 @@ def test_other_tabs_say_which_model_to_pick(app, server):
         "or make one:",
         f"Model '{MODEL_NAME}' is a classification model. Pick a token-classification model in the sidebar to use "
         "this tab, or make one:",
+        f"Model '{MODEL_NAME}' is a classification model. Pick a question-answering model in the sidebar to use "
+        "this tab, or make one:",
     ]
     assert "--mode embedding" in at.code[0].value
     assert "--task token_classification" in at.code[1].value
+    assert "--task question_answering" in at.code[2].value
     assert [a.key for a in at.text_area] == ["text"]  # only the Classify tab has inputs
 
 
@@ -272,9 +288,6 @@ CHROMIUM_FLAGS = [
     "--virtual-time-budget=15000",
     "--run-all-compositor-stages-before-draw",
 ]
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's headless chromium: apt-get install -y chromium"
-)
 
 
 @contextlib.contextmanager

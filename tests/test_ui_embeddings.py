@@ -53,10 +53,11 @@ def heatmap_table(at: AppTest):
 
 def test_tabs_and_classify_tab_points_to_embeddings(at):
     assert not at.exception and not at.error
-    assert [t.label for t in at.tabs] == ["Classify", "Embeddings", "NER"]
+    assert [t.label for t in at.tabs] == ["Classify", "Embeddings", "NER", "Question answering"]
     assert opened_tab(at) == "Embeddings"  # the model's metadata says embedding
     assert f"Model '{MODEL_NAME}' is an embedding model. Pick a classification or regression model" in at.info[0].value
     assert "Pick a token-classification model" in at.info[1].value
+    assert "Pick a question-answering model" in at.info[2].value
     assert "26-dimensional" in at.caption[-1].value  # from the model's metadata
 
 

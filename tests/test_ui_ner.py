@@ -13,27 +13,23 @@ Chromium, driven over the DevTools protocol, clicks the button and takes a scree
 
 from __future__ import annotations
 
-import base64
 import html
-import json
 import os
 import random
 import re
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from browser_utils import SELECTED_TAB, TABLE_DRAWN, chromium_page, needs_chromium
 from conftest import REPO, run_finetune
 from serving_utils import running_server
 from test_ui import (
     APP,
-    CHROMIUM,
+    check_classifier_is_sent_elsewhere,
     model_config,
-    needs_chromium,
     opened_tab,
     running_streamlit,
     write_toy_classifier,
@@ -137,15 +133,16 @@ EXPECTED = [  # entity, type, start, end: Python string offsets into TEXT
 
 def test_ner_model_opens_the_ner_page(at):
     assert not at.exception and not at.error
-    assert [t.label for t in at.tabs] == ["Classify", "Embeddings", "NER"]
+    assert [t.label for t in at.tabs] == ["Classify", "Embeddings", "NER", "Question answering"]
     assert opened_tab(at) == "NER"  # from the model's metadata: token_classification
     assert f"Model '{MODEL}' finds entities of the types LOC, PER." in [c.value for c in at.caption]
     assert at.text_area(key="ner_text").value.startswith("Mr. Smith flew from London")  # the prefilled example
     assert at.button(key="ner_run").label == "Find entities"
-    others = [i.value for i in at.info]  # Classify and Embeddings say which model they need
+    others = [i.value for i in at.info]  # Classify, Embeddings and Question answering say which model they need
     assert [m.split(". ")[1].split(" in the sidebar")[0] for m in others] == [
         "Pick a classification or regression model",
         "Pick an embedding model",
+        "Pick a question-answering model",
     ]
     assert not at.get("html") and not at.dataframe  # nothing before the click
 
@@ -203,125 +200,39 @@ def test_new_text_hides_the_old_result_and_empty_text_warns(at):
 
 
 def test_classifier_on_the_ner_page_says_pick_a_token_classification_model(at):
-    at.sidebar.text_input(key="model").set_value(CLASSIFIER).run()
-    assert not at.exception and not at.error
-    assert opened_tab(at) == "Classify"
-    [message] = [i.value for i in at.info if "token-classification" in i.value]
-    assert message == (
-        f"Model '{CLASSIFIER}' is a classification model. Pick a token-classification model in the sidebar "
-        "to use this tab, or make one:"
-    )
-    assert any("--task token_classification" in c.value for c in at.code)
+    check_classifier_is_sent_elsewhere(at, CLASSIFIER, "a token-classification model", "--task token_classification")
     assert not [a for a in at.text_area if a.key == "ner_text"] and not [b for b in at.button if b.key == "ner_run"]
 
 
 # --- one real browser: click "Find entities" and take the screenshot --------------------------------
 
 
-class DevTools:
-    """A minimal Chrome DevTools protocol session with one page (over websockets, a Streamlit dependency)."""
-
-    def __init__(self, ws_url: str):
-        from websockets.sync.client import connect
-
-        self.ws = connect(ws_url, max_size=None, open_timeout=30)
-        self.next_id = 0
-
-    def call(self, method: str, timeout: float = 60, **params):
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        deadline = time.time() + timeout
-        while True:
-            message = json.loads(self.ws.recv(timeout=max(deadline - time.time(), 0.1)))
-            if message.get("id") == self.next_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message["result"]
-
-    def evaluate(self, expression: str):
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result["result"].get("value")
-
-    def wait_for(self, expression: str, what: str, timeout: float = 60):
-        deadline = time.time() + timeout
-        while not self.evaluate(expression):
-            if time.time() > deadline:
-                body = self.evaluate("document.body ? document.body.innerText : ''")
-                pytest.fail(f"{what} within {timeout} s; the page shows:\n{body[-2000:]}")
-            time.sleep(0.25)
-
-
-def _page_websocket(profile: Path, process: subprocess.Popen, timeout: float = 60) -> str:
-    """The DevTools websocket URL of Chromium's first page (its port is in DevToolsActivePort)."""
-    deadline = time.time() + timeout
-    port_file = profile / "DevToolsActivePort"
-    while not port_file.exists() or not port_file.read_text().strip():
-        assert process.poll() is None, f"chromium exited: {process.stderr.read().decode()[-2000:]}"
-        assert time.time() < deadline, "chromium's DevTools did not start"
-        time.sleep(0.2)
-    port = port_file.read_text().split()[0]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
-        pages = [t for t in json.load(answer) if t["type"] == "page"]
-    return pages[0]["webSocketDebuggerUrl"]
-
-
-BROWSER_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--remote-debugging-port=0",
-    "--window-size=1280,1200",
-]
 ENTITY_MARKS = "document.querySelectorAll('mark.kb-entity').length"
-SELECTED_TAB = "[...document.querySelectorAll('[role=tab][aria-selected=true]')].map(t => t.innerText.trim()).join()"
 
 
 @needs_chromium
 def test_ner_page_in_a_real_browser(server, tmp_path):
     profile = tmp_path / "chromium-profile"  # fresh: no state from other runs
-    with running_streamlit(server.address, MODEL) as url:
-        browser = subprocess.Popen(
-            [str(CHROMIUM), *BROWSER_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            page = DevTools(_page_websocket(profile, browser))
-            page.call("Page.enable")
-            page.call("Page.navigate", url=url)
-            button = "[...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Find entities')"
-            page.wait_for(f"!!({button}) && {button}.offsetParent !== null", "the NER page did not open")
-            page.evaluate(f"{button}.click()")  # on the prefilled example sentence
-            page.wait_for(f"{ENTITY_MARKS} >= 4", "no entities were highlighted")
-            page.wait_for("!!document.querySelector('[data-testid=\"stDataFrame\"] canvas')", "no table")
-            time.sleep(1.5)  # let the table's canvas and the fonts paint
-            visible = page.evaluate("document.body.innerText")
-            for entity, label in [("Smith", "PER"), ("London", "LOC"), ("Berlin", "LOC"), ("Jones", "PER")]:
-                assert re.search(rf"{entity}\s*{label}", visible), f"{entity} {label} not visible:\n{visible}"
-            assert "Entity types:" in visible and "Traceback" not in visible
-            assert page.evaluate(ENTITY_MARKS) == 4  # "on Monday to meet" are no entities
-            shot = page.call("Page.captureScreenshot", format="png")
+    with running_streamlit(server.address, MODEL) as url, chromium_page(url, profile) as page:
+        button = page.wait_for_button("Find entities", "the NER page did not open")
+        page.evaluate(f"{button}.click()")  # on the prefilled example sentence
+        page.wait_for(f"{ENTITY_MARKS} >= 4", "no entities were highlighted")
+        page.wait_for(TABLE_DRAWN, "no table")
+        time.sleep(1.5)  # let the table's canvas and the fonts paint
+        visible = page.evaluate("document.body.innerText")
+        for entity, label in [("Smith", "PER"), ("London", "LOC"), ("Berlin", "LOC"), ("Jones", "PER")]:
+            assert re.search(rf"{entity}\s*{label}", visible), f"{entity} {label} not visible:\n{visible}"
+        assert "Entity types:" in visible and "Traceback" not in visible
+        assert page.evaluate(ENTITY_MARKS) == 4  # "on Monday to meet" are no entities
+        png = page.screenshot()
 
-            # Another model in the sidebar: the page moves to the tab of its task (Classify).
-            assert page.evaluate(SELECTED_TAB) == "NER"
-            page.evaluate(f"[...document.querySelectorAll('input')].find(i => i.value === '{MODEL}').select()")
-            page.call("Input.insertText", text=CLASSIFIER)
-            for kind in ("keyDown", "keyUp"):
-                page.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13)
-            page.wait_for(f"{SELECTED_TAB} === 'Classify'", "the Classify tab did not open for the classifier")
-            page.wait_for(f"{ENTITY_MARKS} === 0", "the NER result stayed on the page")  # removed once the run ends
-        finally:
-            browser.terminate()
-            browser.wait(timeout=30)
+        # Another model in the sidebar: the page moves to the tab of its task (Classify).
+        assert page.evaluate(SELECTED_TAB) == "NER"
+        page.type_into_input(MODEL, CLASSIFIER)
+        page.wait_for(f"{SELECTED_TAB} === 'Classify'", "the Classify tab did not open for the classifier")
+        page.wait_for(f"{ENTITY_MARKS} === 0", "the NER result stayed on the page")  # removed once the run ends
     # The screenshot goes to the test's tmp folder; KERASBERT_UPDATE_SCREENSHOTS=1 refreshes the
     # README's copy (tests do not write into the checkout otherwise).
-    png = base64.b64decode(shot["data"])
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / SCREENSHOT.name).write_bytes(png)
     if os.environ.get("KERASBERT_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

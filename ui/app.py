@@ -1,4 +1,4 @@
-"""kerasbert's Streamlit front end: classify, embed or tag text with a model served over gRPC.
+"""kerasbert's Streamlit front end: classify, embed, tag or question text with a model served over gRPC.
 
 Talks to stock TensorFlow Serving or ``python -m kerasbert.serve`` through
 :class:`kerasbert.client.Client` (standard TF Serving protocol; TensorFlow is not imported,
@@ -14,8 +14,10 @@ The sidebar holds the server address and model name (defaults: ``$KERASBERT_SERV
 ``localhost:8500``, ``$KERASBERT_MODEL`` or ``kerasbert``) and a status line. Each page
 feature is a tab rendered by one function listed in ``TABS``: "Classify" (classification and
 regression exports), "Embeddings" (embedding exports: a cosine-similarity heatmap of
-sentences and a nearest-neighbour search among them) and "NER" (token-classification exports:
-the text with its entities highlighted by type, and a table of spans and scores).
+sentences and a nearest-neighbour search among them), "NER" (token-classification exports:
+the text with its entities highlighted by type, and a table of spans and scores) and "Question
+answering" (question-answering exports: a question and a paragraph, the answer highlighted in
+the paragraph, its score and the n-best candidates).
 
 The page asks the served model what it does (its ``metadata`` signature, read with
 :meth:`kerasbert.client.Client.export_metadata`) and opens the tab of that task; the other tabs
@@ -45,7 +47,10 @@ except ImportError:  # a plain checkout, without `pip install -e .`
 from kerasbert import contract  # TF-free: task, signature and output names
 
 TITLE = "kerasbert"
-SUBTITLE = "BERT text classification, sentence embeddings and named entities, served over gRPC (TF Serving protocol)"
+SUBTITLE = (
+    "BERT text classification, sentence embeddings, named entities and question answering, served over gRPC "
+    "(TF Serving protocol)"
+)
 
 
 @dataclass
@@ -420,6 +425,80 @@ def show_entities(text: str, entities: list[dict[str, Any]], tokens: Any, entity
             )
 
 
+# --- question answering ---------------------------------------------------------------------------
+
+QA_EXAMPLE_QUESTION = "Where did John Smith go?"
+QA_EXAMPLE_CONTEXT = "Yesterday John Smith went to New York 🗽 with friends; today he flew to Paris."
+ANSWER_COLOUR = ENTITY_COLOURS[2]  # green
+
+
+def answer_html(context: str, start: int, end: int, score: float) -> str:
+    """``context`` as HTML with ``context[start:end]`` (code point offsets) highlighted; all of it escaped,
+    spaces and newlines kept. An empty or out-of-range span highlights nothing."""
+    if 0 <= start < end <= len(context):
+        before, answer, after = context[:start], context[start:end], context[end:]
+        mark = (
+            f'<mark class="kb-answer" data-start="{start}" data-end="{end}" title="score {score:.3f}" '
+            f'style="{_MARK_STYLE.format(colour=ANSWER_COLOUR)};font-weight:600">{html.escape(answer)}</mark>'
+        )
+        body = html.escape(before) + mark + html.escape(after)
+    else:
+        body = html.escape(context)
+    style = "white-space:pre-wrap;line-height:2.1;font-size:1.05rem"
+    return f'<div class="kb-qa-context" style="{style}">{body}</div>'
+
+
+def qa_tab(client: kb.Client, settings: Settings, info: ModelInfo) -> None:
+    """A question and a paragraph -> the answer highlighted in the paragraph, its score and the n-best."""
+    config = info.export.task_config
+    if config.get("n_best"):
+        st.caption(
+            f"Model '{settings.model}' answers with a span of the paragraph (at most "
+            f"{config.get('max_answer_length', '?')} WordPieces) and its {config['n_best']} best candidates."
+        )
+    question = st.text_input("Question", value=QA_EXAMPLE_QUESTION, key="qa_question")
+    context = st.text_area("Paragraph", value=QA_EXAMPLE_CONTEXT, key="qa_context", height=160)
+    request = (settings.server, settings.model, settings.signature, question, context)
+    if st.button("Answer", type="primary", key="qa_run"):
+        missing = [name for name, value in (("question", question), ("paragraph", context)) if not value.strip()]
+        if missing:
+            st.warning(f"Type a {' and a '.join(missing)} first.")
+            return
+        try:
+            result = client.answer(question, context)
+        except (kb.KerasBertClientError, ValueError) as err:
+            st.error(str(err))
+            return
+        st.session_state["qa_result"] = (request, result)
+    stored = st.session_state.get("qa_result")
+    if stored is not None and stored[0] == request:  # still the shown question and paragraph
+        show_answer(context, stored[1])
+
+
+def show_answer(context: str, result: dict[str, Any]) -> None:
+    """The answer and its score, the paragraph with the answer highlighted, and the n-best table."""
+    if result["start"] < 0:
+        st.info("The model found no answer in this paragraph.")
+        return
+    left, right = st.columns([3, 1])
+    left.metric("Answer", result["answer"])
+    right.metric("Score", f"{result['score']:.1%}")
+    st.html(answer_html(context, result["start"], result["end"], result["score"]))
+    candidates = result["n_best"]
+    table = pd.DataFrame(
+        {
+            "rank": range(1, len(candidates) + 1),
+            "answer": [c["answer"] for c in candidates],
+            "start": [c["start"] for c in candidates],
+            "end": [c["end"] for c in candidates],
+            "score": [c["score"] for c in candidates],
+        }
+    )
+    st.caption("The best candidate spans (score: probability among them):")
+    score = st.column_config.NumberColumn("score", format="%.3f")
+    st.dataframe(table, hide_index=True, width="stretch", column_config={"score": score}, key="qa_nbest")
+
+
 # --- tabs ------------------------------------------------------------------------------------------
 
 TRAIN_HINT = (
@@ -430,6 +509,10 @@ NER_TRAIN_HINT = (
     "python -m kerasbert.train --task token_classification --train_file <eng.train> --dev_file <eng.testa> "
     "--model_name <name>"
 )
+QA_TRAIN_HINT = (
+    "python -m kerasbert.train --task question_answering --train_file <squad.json> --dev_file <squad.json> "
+    "--train_articles 0-29 --dev_articles 30-37 --model_name <name>"
+)
 REEXPORT_HINT = "python -m kerasbert.export --run_dir runs/{model}"
 
 # What each task is called in messages ("Model 'x' is a classification model").
@@ -438,6 +521,7 @@ TASK_KINDS = {
     contract.REGRESSION: "a regression",
     contract.EMBEDDING: "an embedding",
     contract.TOKEN_CLASSIFICATION: "a token-classification (NER)",
+    contract.QUESTION_ANSWERING: "a question-answering",
 }
 
 
@@ -458,6 +542,7 @@ TABS = {
     ),
     "Embeddings": Page(embeddings_tab, (contract.EMBEDDING,), "an embedding model", EXPORT_HINT),
     "NER": Page(ner_tab, (contract.TOKEN_CLASSIFICATION,), "a token-classification model", NER_TRAIN_HINT),
+    "Question answering": Page(qa_tab, (contract.QUESTION_ANSWERING,), "a question-answering model", QA_TRAIN_HINT),
 }
 
 
@@ -482,9 +567,9 @@ def show_no_export_metadata(settings: Settings, info: ModelInfo) -> None:
         missing = f"its `{contract.METADATA_SIGNATURE}` signature failed"
     st.warning(
         f"Model '{settings.model}' does not say which task it performs ({missing}: an export from an older "
-        "kerasbert, or not a kerasbert export), so this page cannot tell whether to classify, embed or find "
-        "entities with it. Re-export it with this kerasbert, whose exports name their task; a fine-tuned run "
-        "needs no retraining:"
+        "kerasbert, or not a kerasbert export), so this page cannot tell whether to classify, embed, find "
+        "entities or answer questions with it. Re-export it with this kerasbert, whose exports name their "
+        "task; a fine-tuned run needs no retraining:"
     )
     st.code(REEXPORT_HINT.format(model=settings.model), language="sh")
     st.caption(

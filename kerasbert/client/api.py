@@ -19,6 +19,7 @@ TASK_METHODS = {
     contract.REGRESSION: "regress()",
     contract.EMBEDDING: "encode(), similarity(), search() or encode_tokens()",
     contract.TOKEN_CLASSIFICATION: "entities() or tokens()",
+    contract.QUESTION_ANSWERING: "answer()",
 }
 
 # --------------------------------------------------------------------------------------
@@ -48,14 +49,32 @@ def _a(word: str) -> str:
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
-def _as_str(text: str | bytes, index: int) -> str:
+def _as_str(text: str | bytes, index: int, what: str = "texts") -> str:
     """Offsets count code points of a str, so bytes are decoded (UTF-8) first."""
     if isinstance(text, str):
         return text
     try:
         return text.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"texts[{index}] is bytes but not UTF-8 ({err}); pass str") from None
+        raise ValueError(f"{what}[{index}] is bytes but not UTF-8 ({err}); pass str") from None
+
+
+def _questions_and_contexts(questions: Any, contexts: Any) -> tuple[list[str], list[str], bool]:
+    """``(questions, contexts, single)`` of equal length; a lone string on one side is paired with
+    every string of the other; ``single`` = both sides were one string."""
+    single_q, single_c = isinstance(questions, (str, bytes)), isinstance(contexts, (str, bytes))
+    questions = [_as_str(q, i, "questions") for i, q in enumerate(_text_list(questions, "questions"))]
+    contexts = [_as_str(c, i, "contexts") for i, c in enumerate(_text_list(contexts, "contexts"))]
+    if single_q and not single_c:
+        questions = questions * len(contexts)
+    elif single_c and not single_q:
+        contexts = contexts * len(questions)
+    elif len(questions) != len(contexts):
+        raise ValueError(
+            f"got {len(questions)} questions but {len(contexts)} contexts; pass lists of the same length "
+            "(or one string on either side, asked of / about every item of the other)"
+        )
+    return questions, contexts, single_q and single_c
 
 
 def _texts_or_vectors(values: Any, what: str) -> tuple[list[Any] | None, np.ndarray | None, bool]:
@@ -518,4 +537,60 @@ class Client(Transport):
                 {contract.TEXT: texts}, batch_size=batch_size, signature_name=signature_name
             )
             rows = [row for _, outputs in batches for row in decoders.tagged_tokens(outputs)]
+        return rows[0] if single else rows
+
+    # -- question answering --------------------------------------------------------------------
+
+    def answer(
+        self,
+        questions: str | Iterable[str],
+        contexts: str | Iterable[str],
+        batch_size: int | None = None,
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """Extractive answers from a question-answering export: the span of each context that answers its question.
+
+        Args:
+            questions: one string, or a list of strings.
+            contexts: the paragraphs to take the answers from: one string, or a list of strings.
+                Two lists pair item by item (they must have the same length). One string against a
+                list is paired with every item of it: one question asked of many paragraphs, or many
+                questions about one paragraph. Contexts longer than the export's windows are
+                handled by the server (sliding windows, nothing truncated).
+            batch_size: question/context pairs per request (default: the client's ``batch_size``).
+
+        Returns:
+            For one question and one context, a dict; when either side is a list, one dict per
+            pair, in order. The dict is ``{"answer": str, "start": int, "end": int, "score": float,
+            "n_best": [{"answer", "start", "end", "score"}, ...]}``: ``start``/``end`` are Python
+            string offsets (Unicode code points) into the context as you gave it, so
+            ``context[start:end] == answer`` (also for accents, CJK and emoji); ``score`` is the
+            best span's probability among the n-best (the export's ``n_best``, best first, padding
+            dropped). A context without any candidate span (e.g. empty) gives ``answer`` ``""``,
+            ``start`` = ``end`` = -1 (the slice is still ``""``), ``score`` 0 and ``n_best`` ``[]``.
+
+        Raises:
+            ValueError: no questions or contexts, or lists of different lengths.
+            TypeError: a question or context is not a string (the message names it).
+            WrongTask: the model is not a question-answering export (the message says what to call
+                instead). ServerUnavailable, ModelNotFound, ...: as for any call.
+
+        Example:
+
+        ```python
+        client.answer("Where did Mary go?", "Yesterday Mary went to Paris.")
+        # {'answer': 'Paris', 'start': 23, 'end': 28, 'score': 0.97,
+        #  'n_best': [{'answer': 'Paris', 'start': 23, 'end': 28, 'score': 0.97}, ...]}
+        client.answer("Who went?", ["Mary went to Paris.", "Bob went to Rome."])   # one dict per context
+        ```
+        """
+        questions, contexts, single = _questions_and_contexts(questions, contexts)
+        hint = "export a question_answering model (`python -m kerasbert.train --task question_answering`)"
+        with self._for_task(contract.QUESTION_ANSWERING, hint):
+            rows = [
+                row
+                for part, outputs in self._predict_batches(
+                    {contract.QUESTION: questions, contract.CONTEXT: contexts}, batch_size=batch_size
+                )
+                for row in decoders.answers(outputs, contexts[part])
+            ]
         return rows[0] if single else rows

@@ -23,7 +23,8 @@ from kerasbert.client.transport import (
 DESCRIPTION = (
     "Send texts to a served kerasbert model (TF Serving gRPC: stock tensorflow_model_server or "
     "python -m kerasbert.serve) and print the answer as JSON: class probabilities by default, "
-    "--regress scores, --encode embeddings, --entities named entities with character offsets; --status and "
+    "--regress scores, --encode embeddings, --entities named entities with character offsets, --question the "
+    "answer each text (a context) gives to a question; --status and "
     "--metadata describe the model."
 )
 
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encode", action="store_true", help="print the texts' embeddings (embedding exports)")
     parser.add_argument(
         "--entities", action="store_true", help="print each text's entities with offsets (token-classification exports)"
+    )
+    parser.add_argument(
+        "--question",
+        action="append",
+        help="ask this question of each text (the contexts) and print the answers with their character offsets "
+        "(question-answering exports); repeat once per text to ask each its own",
     )
     parser.add_argument("--status", action="store_true", help="print the served versions and their states")
     parser.add_argument("--metadata", action="store_true", help="print the signature's inputs and outputs")
@@ -91,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(_dumps(client.metadata(), indent=2))
             if args.texts and args.encode:
                 print(_dumps(client.encode(args.texts).tolist()))
+            elif args.texts and args.question:
+                questions = args.question[0] if len(args.question) == 1 else args.question
+                print(_dumps(client.answer(questions, args.texts), indent=2))
             elif args.texts and args.entities:
                 print(_dumps(client.entities(args.texts), indent=2))
             elif args.texts and args.regress:

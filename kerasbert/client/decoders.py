@@ -143,3 +143,33 @@ def tagged_tokens(outputs: dict[str, np.ndarray]) -> list[list[dict[str, Any]]]:
             )
         results.append(row)
     return results
+
+
+def answers(outputs: dict[str, np.ndarray], contexts: list[str]) -> list[dict[str, Any]]:
+    """Per row, ``{"answer", "start", "end", "score", "n_best": [{"answer", "start", "end", "score"}, ...]}``.
+
+    Offsets are Unicode code points into the context (``context[start:end] == answer``); a context
+    without any candidate span gives ``answer`` ``""``, ``start``/``end`` -1, ``score`` 0 and no
+    n-best (so the equality still holds). n-best padding rows (start -1 or no text) are dropped.
+    """
+    answer, start, end, score = require(outputs, contract.ANSWER, contract.START, contract.END, contract.SCORE)
+    texts, starts, ends, scores = require(
+        outputs, contract.ANSWERS, contract.ANSWER_STARTS, contract.ANSWER_ENDS, contract.ANSWER_SCORES
+    )
+    results = []
+    for i in range(len(contexts)):
+        n_best = [
+            {"answer": str(t), "start": int(s), "end": int(e), "score": float(p)}
+            for t, s, e, p in zip(texts[i], starts[i], ends[i], scores[i])
+            if int(s) >= 0 and int(e) > int(s)
+        ]
+        results.append(
+            {
+                "answer": str(answer[i]),
+                "start": int(start[i]),
+                "end": int(end[i]),
+                "score": float(score[i]),
+                "n_best": n_best,
+            }
+        )
+    return results
