@@ -81,6 +81,9 @@ RUN = {
     "python -m kerasbert.serve --port 8500 --model_name conll": "test_conll_serve_client_and_snippet",
     "python -m kerasbert.client --server localhost:8500 --model conll": "test_conll_serve_client_and_snippet",
     "python -m kerasbert.train --task token_classification --format bmes": "test_resume_bmes",
+    "python -m kerasbert.train --task question_answering": "test_squad_serve_client_and_snippet",
+    "python -m kerasbert.serve --port 8500 --model_name squad": "test_squad_serve_client_and_snippet",
+    "python -m kerasbert.client --server localhost:8500 --model squad": "test_squad_serve_client_and_snippet",
     "python -m kerasbert.export --init_checkpoint": "test_embedding_export_serve_and_snippet",
     "python -m kerasbert.serve --port 8500 --model_name minilm": "test_embedding_export_serve_and_snippet",
     "python -m kerasbert.train vocab --input_files corpus/*.txt": "test_pretraining_chain_and_finetune_snippet",
@@ -100,6 +103,7 @@ ELSEWHERE = {
 PYTHON_RUN = {
     "from kerasbert.training.finetune import FinetuneConfig": "test_pretraining_chain_and_finetune_snippet",
     'Client("localhost:8500", model_name="conll")': "test_conll_serve_client_and_snippet",
+    'Client("localhost:8500", model_name="squad")': "test_squad_serve_client_and_snippet",
     'Client("localhost:8500", model_name="minilm")': "test_embedding_export_serve_and_snippet",
     'tf.saved_model.load("exports/kerasbert/1")': "test_make_run_then_export_snippet",
     'Client("localhost:8500", model_name="kerasbert")': "test_serve_rest_client_and_ui",
@@ -256,7 +260,7 @@ def substitute(words, work, minilm=None, ports=None):
             word = minilm
         elif word.startswith("../shared/"):
             real = shared_path(*Path(word).parts[2:])
-            if previous == "--dev_file":
+            if previous == "--dev_file" and real.suffix != ".json":  # SQuAD JSON: the test picks articles
                 word = str(_head(real, work / "shared_slice" / Path(word).relative_to("../shared"), DEV_ROWS))
             else:
                 word = str(real)
@@ -622,6 +626,57 @@ def test_conll_serve_client_and_snippet(minilm, work, capsys):
             'Client("localhost:8500", model_name="conll")', work, address=f"localhost:{ports[8500]}"
         )
         _check_entities([entities], "Angela Merkel flew to Paris.")
+
+
+# One training and one dev article, 64 questions, 64-token windows: about a minute on 2 cores.
+SQUAD_SLICE = [
+    *FINETUNE_SLICE,
+    "--train_articles",
+    "0",
+    "--dev_articles",
+    "29",
+    "--sequence_length",
+    "64",
+    "--max_query_length",
+    "16",
+    "--doc_stride",
+    "32",
+]
+
+
+def test_squad_serve_client_and_snippet(minilm, work, capsys):
+    from kerasbert.client import Client
+
+    run_readme("python -m kerasbert.train --task question_answering", work, *SQUAD_SLICE, minilm=minilm)
+    squad = results(work, "squad")
+    metrics = squad["dev_metrics"]
+    assert 0 <= metrics["exact_match"] <= metrics["f1"] <= 100, metrics
+    assert export_version(work, "squad", 1)["task"] == "question_answering"
+
+    with readme_server("python -m kerasbert.serve --port 8500 --model_name squad", work) as (address, ports):
+        with Client(address, model_name="squad") as client:
+            assert client.task == "question_answering"
+        capsys.readouterr()
+        key = "python -m kerasbert.client --server localhost:8500 --model squad"
+        run_readme(key, work, ports=ports)
+        printed = json.loads(capsys.readouterr().out)
+        context = readme_command(key)[-1]
+        _check_answers(printed, context)
+        (answer,), _ = run_snippet(
+            'Client("localhost:8500", model_name="squad")', work, address=f"localhost:{ports[8500]}"
+        )
+        _check_answers([answer], context)
+
+
+def _check_answers(per_context, context):
+    """One answer per context, cut from the raw context; its n-best too (a 4-step model may pick any span)."""
+    assert isinstance(per_context, list) and len(per_context) == 1, per_context
+    answer = per_context[0]
+    assert set(answer) == {"answer", "start", "end", "score", "n_best"}, answer
+    assert context[answer["start"] : answer["end"]] == answer["answer"] != "", answer
+    assert 0 < answer["score"] <= 1 and answer["n_best"][0]["answer"] == answer["answer"], answer
+    for candidate in answer["n_best"]:
+        assert context[candidate["start"] : candidate["end"]] == candidate["answer"], candidate
 
 
 def _flat_keys(tree):
