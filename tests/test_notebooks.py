@@ -58,9 +58,15 @@ def check_quickstart(tmp_path):
     assert (tmp_path / "exports" / "notebook" / "1" / "saved_model.pb").exists()
 
 
-# Measured on 2 cores (1,500 training sentences, 2 epochs, lr 2e-4, seed 42): dev F1 0.819 on the first
-# 500 testa sentences (0.785 with seed 7; one epoch at 1e-4 gives ~0.50).
-NER_MIN_DEV_F1 = 0.70
+# The notebook's own settings (1,500 training sentences, 2 epochs at 2e-4, batch 16, seed 42) give dev F1 0.819 on
+# the first 500 testa sentences (0.785 with seed 7; one epoch at 1e-4 gives ~0.50), ~140 s for this test. The test
+# runs it smaller through the notebook's KERASBERT_NOTEBOOK_NER_* variables: 1,000 sentences, one epoch of 125 steps
+# of 8 at 3e-4, scored on the first 300 testa sentences: dev F1 0.621 (PER 0.850, LOC 0.645, ORG 0.448, MISC 0.220)
+# in ~90 s, measured twice on 2 cores (the same F1 both times). Other cuts measured: 1,000 x 2 epochs of 16 at 2e-4:
+# 0.666 (~35 s more); 1,500 x 1 epoch of 8 at 2e-4: 0.625; 1,500 x 1 epoch of 16 at 3e-4 (93 steps): 0.504. A model
+# that has not learnt scores ~0 (chance); the threshold keeps a margin below the measurement.
+NER_SETTINGS = {"TRAIN_SENTENCES": 1000, "DEV_SENTENCES": 300, "EPOCHS": 1, "BATCH_SIZE": 8, "LEARNING_RATE": 3e-4}
+NER_MIN_DEV_F1 = 0.55
 # Entities of the notebook's hand-typed sentence that the fine-tuned model must find, offsets included:
 # "Angela Merkel met  Emmanuel Macron in Paris to talk about the European Union."
 NER_HAND_ENTITIES = [("PER", 0, 13, "Angela Merkel"), ("PER", 19, 34, "Emmanuel Macron"), ("LOC", 38, 43, "Paris")]
@@ -74,6 +80,7 @@ def check_ner(tmp_path):
         REPO / "notebooks" / "ner.ipynb",
         tmp_path,
         variables=("dev_f1", "dev_metrics", "train_seconds", "texts", "found", "hand_entities", "HAND_TYPED"),
+        env={f"KERASBERT_NOTEBOOK_NER_{k}": str(v) for k, v in NER_SETTINGS.items()},
     )
     print(f"ner notebook: dev F1 {values['dev_f1']:.4f}, fine-tune + export {values['train_seconds']:.0f}s")
     assert values["dev_f1"] >= NER_MIN_DEV_F1, values["dev_metrics"]
