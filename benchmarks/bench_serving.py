@@ -21,7 +21,7 @@ the cores is marked `loaded` (and the summary then refuses to read the ratio as 
 `benchmarks/results/serving_<models>.json`, the latency plot to `benchmarks/results/serving_latency.png`.
 
     python benchmarks/bench_serving.py                  # tiny + MiniLM, 2 rounds (~8 min on 2 cores)
-    python benchmarks/bench_serving.py --quick          # tiny model, 1 round, short runs (~1 min)
+    python benchmarks/bench_serving.py --quick          # tiny model, 1 round, 1 and 32 clients (~30 s)
     python benchmarks/bench_serving.py --models minilm --rounds 3
 """
 
@@ -443,7 +443,7 @@ def bench_model(name, base, args, tmp):
             server.wait_for()
         for server in servers.values():  # warm-up (first calls trace/compile per shape)
             role("load", server.address, name, 8, args.seconds / 2, 7)
-        inproc, served = [], {mode: {c: [] for c in CONCURRENCY} for mode in servers}
+        inproc, served = [], {mode: {c: [] for c in args.concurrency} for mode in servers}
         for r in range(args.rounds):
             before = load_average()
             with OtherLoad([s.proc.pid for s in servers.values()]) as other:
@@ -452,7 +452,7 @@ def bench_model(name, base, args, tmp):
             inproc[-1]["loaded"] = other.loaded
             modes = list(servers) if r % 2 == 0 else list(servers)[::-1]
             for mode in modes:
-                for c in CONCURRENCY:
+                for c in args.concurrency:
                     result = measure(servers[mode], c, args.seconds, seed=r * 100 + c)
                     served[mode][c].append(result)
                     print(
@@ -603,7 +603,7 @@ def plot(results, path):
         )
     for ax in (ax_lat, ax_rate):
         ax.set_xscale("log", base=2)
-        ax.set_xticks(list(CONCURRENCY), [str(c) for c in CONCURRENCY])
+        ax.set_xticks(results["concurrency"], [str(c) for c in results["concurrency"]])
         ax.set_yscale("log")
         ax.set_xlabel("concurrent clients (1-8 sentences per request)")
         ax.grid(True, which="both", alpha=0.3)
@@ -626,7 +626,10 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per model (default 2)")
     parser.add_argument("--seconds", type=float, default=None, help="length of one load run (default 4)")
     parser.add_argument("--swaps", type=int, default=None, help="hot-swaps (default 10)")
-    parser.add_argument("--quick", action="store_true", help="defaults: tiny model, 1 round, 1 s runs, 2 swaps")
+    parser.add_argument("--concurrency", default=None, help="comma-separated client counts (default 1,8,32,64)")
+    parser.add_argument(
+        "--quick", action="store_true", help="defaults: tiny model, 1 round, 1 s runs, 2 swaps, 1 and 32 clients"
+    )
     parser.add_argument("--batching_parameters_file", default=str(BATCHING_FILE), help="for the batching server")
     parser.add_argument("--json", default="", help="default: benchmarks/results/serving_<models>.json")
     parser.add_argument("--plot", default=str(RESULTS / "serving_latency.png"))
@@ -644,12 +647,19 @@ def main(argv=None):
             parser.error(f"unknown role {name}")
         print(json.dumps(result))
         return result
-    quick = {"models": "tiny", "rounds": 1, "seconds": 1.0, "swaps": 2}
-    full = {"models": "tiny,minilm", "rounds": 2, "seconds": 4.0, "swaps": 10}
+    quick = {"models": "tiny", "rounds": 1, "seconds": 1.0, "swaps": 2, "concurrency": "1,32"}
+    full = {
+        "models": "tiny,minilm",
+        "rounds": 2,
+        "seconds": 4.0,
+        "swaps": 10,
+        "concurrency": ",".join(map(str, CONCURRENCY)),
+    }
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
     output = Path(args.json or RESULTS / f"serving_{'_'.join(models)}{'_quick' if args.quick else ''}.json")
     results = {
         "machine": machine(),
@@ -657,7 +667,7 @@ def main(argv=None):
         "quick": args.quick,
         "rounds": args.rounds,
         "seconds_per_run": args.seconds,
-        "concurrency": list(CONCURRENCY),
+        "concurrency": list(args.concurrency),
         "sentences_per_request": [1, 8],
         "batching_parameters_file": _repo_relative(args.batching_parameters_file),
         "batching_parameters": Path(args.batching_parameters_file).read_text(),
