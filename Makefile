@@ -62,7 +62,7 @@ run: $(VENV)/.runtime
 # 2 cores. TEST_WORKERS=0 runs everything in one process.
 TEST_WORKERS ?= 2
 test: $(VENV)/.dev browser compat lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Lint and format check (ruff, configured in pyproject.toml); `make test` runs it first.
 # --no-cache: nothing written into the checkout.
