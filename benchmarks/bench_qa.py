@@ -35,11 +35,11 @@ Batches of both sides are cut to their longest row (HF: `tokenizer.pad` per batc
 0-29 have 159 WordPieces on average and 95% have fewer than 290, so a 256-token window holds most of them
 whole: 8,180 windows for the 7,010 questions against 7,195 at 384, and batches cut to their longest row pay
 less padding); 2,800 of the 7,010 training questions (`--max_train_questions 2800`: evenly spaced, so all
-30 articles keep their share), one epoch = 100 steps of 32 windows; peak lr 1e-4, 10% warmup, weight decay
+30 articles keep their share), one epoch = 101 steps of 32 windows; peak lr 1e-4, 10% warmup, weight decay
 0.01, seed 42; all 1,572 held-out questions. Sized from measured runs on this shared 2-core machine (load
 average 3-5 from other jobs): ours trained 2.4-4.5 windows/s and HF 1.9-3.2, the three evaluations and the
 export take about 7 minutes, so one epoch over all 7,010 questions (8,180 windows) would take about 80
-minutes; 2,800 questions fit 40. (The cap is on questions, not `--epochs`: a fraction of an epoch still
+minutes; 2,800 questions took 27 (1,400: 21). (The cap is on questions, not `--epochs`: a fraction of an epoch still
 runs the whole epoch in `kerasbert.train`, the steps after the schedule's end at learning rate 0.)
 
 Each side runs in its own process (torch's and TF's thread pools slow each other down in one process).
@@ -48,7 +48,7 @@ whole HF pipeline from tokenization to answer text for HF) are printed next to e
 machine (CPU model, flags, cores) and the load average before and after each side; a figure measured with
 the load above the core count is marked LOADED.
 
-    python benchmarks/bench_qa.py --max_train_questions 2800       # the committed run (~40 min on 2 cores)
+    python benchmarks/bench_qa.py --max_train_questions 2800       # the committed run (27 min on 2 cores)
     python benchmarks/bench_qa.py                                  # every training question (~80 min)
     python benchmarks/bench_qa.py --max_train_questions 24 --max_dev_questions 12 --sequence_length 128 \\
         --batch_size 12 --dev_eval_in_training --json /tmp/qa_quick.json     # quick mode (tests/test_bench_qa.py)
