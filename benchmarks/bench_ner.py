@@ -29,6 +29,7 @@ Results go to `benchmarks/results/ner_conll<tag>.json`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -118,10 +119,49 @@ def minilm_checkpoint():
 # --------------------------------------------------------------------------------------------
 # Hugging Face side (own process)
 # --------------------------------------------------------------------------------------------
+def hf_train(model, batch, rows, total, args):
+    """Fine-tunes a transformers `model` for `total` steps as BERT does: torch AdamW (eps 1e-6, no
+    decay on biases and LayerNorm), linear warmup (`args.warmup_proportion`) and decay, global-norm
+    clipping 1.0; batches of `args.batch_size` of the `rows` training rows, reshuffled each epoch
+    (seed `args.seed`); `batch(indices)` gives the model's keyword arguments, labels included.
+
+    Returns (seconds, load average before, after)."""
+    import numpy as np
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    steps_per_epoch = max(1, rows // args.batch_size)
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {
+            "params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+            "weight_decay": args.weight_decay,
+        },
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(groups, lr=args.learning_rate, eps=1e-6)
+    sched = get_linear_schedule_with_warmup(opt, int(total * args.warmup_proportion), total)
+    rng = np.random.default_rng(args.seed)
+    model.train()
+    load0, start, step = load_average(), time.perf_counter(), 0
+    while step < total:
+        order = rng.permutation(rows)
+        for b in range(steps_per_epoch):
+            if step >= total:
+                break
+            model(**batch(order[b * args.batch_size : (b + 1) * args.batch_size])).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            step += 1
+    return time.perf_counter() - start, load0, load_average()
+
+
 def run_hf(args):
     import numpy as np
     import torch
-    from transformers import BertForTokenClassification, BertTokenizerFast, get_linear_schedule_with_warmup
+    from transformers import BertForTokenClassification, BertTokenizerFast
 
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -152,45 +192,21 @@ def run_hf(args):
         return enc, labels, firsts
 
     enc, labels, _ = encode(train, True)
-    steps_per_epoch = len(train) // args.batch_size
-    total = int(steps_per_epoch * args.epochs)
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-            "weight_decay": args.weight_decay,
-        },
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
-    ]
-    opt = torch.optim.AdamW(groups, lr=args.learning_rate, eps=1e-6)
-    sched = get_linear_schedule_with_warmup(opt, int(total * args.warmup_proportion), total)
-    rng = np.random.default_rng(args.seed)
-    model.train()
-    load0, start, step = load_average(), time.perf_counter(), 0
-    while step < total:
-        order = rng.permutation(len(train))
-        for b in range(steps_per_epoch):
-            if step >= total:
-                break
-            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-            batch = tok.pad(
-                {
-                    "input_ids": [enc["input_ids"][i] for i in idx],
-                    "attention_mask": [enc["attention_mask"][i] for i in idx],
-                },
-                return_tensors="pt",
-            )
-            width = batch["input_ids"].shape[1]
-            y = torch.tensor([labels[i] + [-100] * (width - len(labels[i])) for i in idx])
-            loss = model(**batch, labels=y).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad()
-            step += 1
-    train_seconds = time.perf_counter() - start
-    load1 = load_average()
+    total = int(len(train) // args.batch_size * args.epochs)
+
+    def batch(idx):
+        batch = tok.pad(
+            {
+                "input_ids": [enc["input_ids"][i] for i in idx],
+                "attention_mask": [enc["attention_mask"][i] for i in idx],
+            },
+            return_tensors="pt",
+        )
+        width = batch["input_ids"].shape[1]
+        batch["labels"] = torch.tensor([labels[i] + [-100] * (width - len(labels[i])) for i in idx])
+        return batch
+
+    train_seconds, load0, load1 = hf_train(model, batch, len(train), total, args)
 
     model.eval()
     enc_dev, _, firsts = encode(dev, False)
@@ -297,8 +313,10 @@ def run_ours(args, work):
     }
 
 
-def serve_and_score(args, base, dev_file):
-    """Serves the export on a free loopback port and scores testa through Client.entities()."""
+@contextlib.contextmanager
+def serving(base, model_name, probe):
+    """`python -m kerasbert.serve` for the export folder `base` on a free loopback port; yields a
+    `Client` once `probe(client)` succeeds (the model has loaded), stops the server afterwards."""
     import socket
 
     from kerasbert.client import Client
@@ -306,56 +324,52 @@ def serve_and_score(args, base, dev_file):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    command = [sys.executable, "-m", "kerasbert.serve", "--port", str(port), "--model_name", model_name]
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kerasbert.serve",
-            "--port",
-            str(port),
-            "--model_name",
-            "conll",
-            "--model_base_path",
-            str(base),
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        command + ["--model_base_path", str(base)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        dev = read_conll(dev_file)
-        texts, spans = [], []
-        for words, _ in dev:
-            offsets, pos = [], 0
-            for w in words:
-                offsets.append((pos, pos + len(w)))
-                pos += len(w) + 1
-            texts.append(" ".join(words))
-            spans.append(offsets)
-        with Client(f"127.0.0.1:{port}", model_name="conll", timeout=60) as client:
+        with Client(f"127.0.0.1:{port}", model_name=model_name, timeout=60) as client:
             for _ in range(120):  # wait for the model to load
                 try:
-                    client.entities(texts[:2])
+                    probe(client)
                     break
                 except Exception:
+                    if server.poll() is not None:
+                        raise RuntimeError(f"kerasbert.serve exited with {server.returncode}") from None
                     time.sleep(1)
-            client.entities(texts[: args.batch_size])  # warm-up
-            start = time.perf_counter()
-            found = []
-            for b in range(0, len(texts), args.batch_size):
-                found += client.entities(texts[b : b + args.batch_size])
-            seconds = time.perf_counter() - start
-        load = load_average()
-        preds = [spans_to_tags(ents, offsets) for ents, offsets in zip(found, spans)]
-        gold = [tags for _, tags in dev]
-        return {
-            "dev_served": f1_report(gold, preds),
-            "served_sentences_per_second": round(len(texts) / seconds, 1),
-            "load_average": load,
-        }
+            yield client
     finally:
         server.terminate()
         server.wait(30)
+
+
+def serve_and_score(args, base, dev_file):
+    """Serves the export on a free loopback port and scores testa through Client.entities()."""
+    dev = read_conll(dev_file)
+    texts, spans = [], []
+    for words, _ in dev:
+        offsets, pos = [], 0
+        for w in words:
+            offsets.append((pos, pos + len(w)))
+            pos += len(w) + 1
+        texts.append(" ".join(words))
+        spans.append(offsets)
+    with serving(base, "conll", lambda client: client.entities(texts[:2])) as client:
+        client.entities(texts[: args.batch_size])  # warm-up
+        start = time.perf_counter()
+        found = []
+        for b in range(0, len(texts), args.batch_size):
+            found += client.entities(texts[b : b + args.batch_size])
+        seconds = time.perf_counter() - start
+    load = load_average()
+    preds = [spans_to_tags(ents, offsets) for ents, offsets in zip(found, spans)]
+    gold = [tags for _, tags in dev]
+    return {
+        "dev_served": f1_report(gold, preds),
+        "served_sentences_per_second": round(len(texts) / seconds, 1),
+        "load_average": load,
+    }
 
 
 def spans_to_tags(entities, word_offsets):
@@ -369,41 +383,58 @@ def spans_to_tags(entities, word_offsets):
     return tags
 
 
-# --------------------------------------------------------------------------------------------
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_sides(script, forwarded, cores, extra=None):
+    """Runs `script --side ours`, then `--side hf`, each in its own process with the arguments
+    `forwarded` (plus `extra(side, results so far)`); returns {side: its JSON} with `loaded` set."""
+    sides = {}
+    for side in ("ours", "hf"):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = str(Path(tmp) / f"{side}.json")
+            more = extra(side, sides) if extra else []
+            command = [sys.executable, str(script), "--side", side, "--json_out", out] + forwarded + more
+            subprocess.run(command, check=True, cwd=REPO)
+            sides[side] = json.loads(Path(out).read_text())
+        la = sides[side]["load_average"]
+        sides[side]["loaded"] = loaded(min(la), max(la), cores)
+    return sides
+
+
+def add_common_arguments(p):
+    """The flags every side-by-side benchmark shares (training settings, --side, --tag, --json_out)."""
     p.add_argument("--side", choices=["both", "hf", "ours"], default="both")
-    p.add_argument("--max_train_sentences", type=int, default=None)
-    p.add_argument("--max_dev_sentences", type=int, default=None)
     p.add_argument("--epochs", type=float, default=1)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--learning_rate", type=float, default=1e-4)
     p.add_argument("--warmup_proportion", type=float, default=0.1)
     p.add_argument("--weight_decay", type=float, default=0.01)
-    p.add_argument("--sequence_length", type=int, default=128)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--tag", default="")
     p.add_argument("--json_out", default=None, help="(internal) where a side writes its result")
+
+
+def run_one_side(args, run_hf, run_ours):
+    """`--side hf|ours`: runs that side (ours with a temporary work folder), its JSON to --json_out."""
+    with tempfile.TemporaryDirectory() as work:
+        result = run_hf(args) if args.side == "hf" else run_ours(args, work)
+    Path(args.json_out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--max_train_sentences", type=int, default=None)
+    p.add_argument("--max_dev_sentences", type=int, default=None)
+    p.add_argument("--sequence_length", type=int, default=128)
+    add_common_arguments(p)
     args = p.parse_args(argv)
     if not CONLL.exists():
         sys.exit(f"{CONLL} is absent: this benchmark needs ../shared beside the repo")
     if args.side != "both":
-        with tempfile.TemporaryDirectory() as work:
-            result = run_hf(args) if args.side == "hf" else run_ours(args, work)
-        Path(args.json_out).write_text(json.dumps(result, indent=2))
-        return 0
+        return run_one_side(args, run_hf, run_ours)
     info = machine()
-    sides = {}
-    forwarded = list(argv if argv is not None else sys.argv[1:])
-    for side in ("ours", "hf"):  # each in its own process
-        out = tempfile.mktemp(suffix=f".{side}.json")
-        subprocess.run([sys.executable, __file__, "--side", side, "--json_out", out] + forwarded, check=True, cwd=REPO)
-        sides[side] = json.loads(Path(out).read_text())
-        os.unlink(out)
     cores = info["cores"]
-    for side in sides.values():
-        la = side["load_average"]
-        side["loaded"] = loaded(min(la), max(la), cores)
+    sides = run_sides(__file__, list(argv if argv is not None else sys.argv[1:]), cores)
     summary = {
         "machine": info,
         "settings": {k: v for k, v in vars(args).items() if k not in ("side", "json_out")},
