@@ -119,6 +119,26 @@ def test_programmatic_finetune_without_argparse(tmp_path):
         _resolve(FinetuneConfig(task="embedding"))
 
 
+def test_fractional_epochs_train_that_many_steps(tmp_path):
+    """--epochs 1.5 over 4 batches: 6 steps in 2 Keras epochs of 3, not 8 with the last 2 at learning rate 0."""
+    from kerasbert.training.finetune import FinetuneConfig, finetune
+
+    train = write_polarity_task(tmp_path / "train.tsv", 64, seed=5)
+    config = FinetuneConfig(
+        train_file=str(train),
+        vocab=str(SAMPLE_VOCAB),
+        sequence_length=16,
+        epochs=1.5,
+        batch_size=16,
+        output_dir=str(tmp_path / "run"),
+        export_dir=str(tmp_path / "exports"),
+        model_name="half",
+        verbose=0,
+    )
+    result = finetune(config)
+    assert result.results["steps"] == 6 and int(result.model.optimizer.iterations.numpy()) == 6
+
+
 def test_resume_check_names_what_differs():
     from kerasbert.training.finetune import _differences
 

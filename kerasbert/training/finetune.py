@@ -680,6 +680,11 @@ def finetune(config):
     steps_per_epoch = max(1, train_rows // c.batch_size)
     total_steps = max(1, int(round(steps_per_epoch * c.epochs)))
     epochs = int(np.ceil(total_steps / steps_per_epoch))
+    # Keras runs whole epochs of `steps_per_epoch` steps. Spread the steps evenly over them, so a fractional
+    # --epochs (0.5, 2.5) trains that many steps instead of finishing its last epoch at learning rate 0 after
+    # the schedule has ended. Whole --epochs are unchanged; otherwise at most `epochs - 1` steps are added.
+    steps_per_epoch = int(np.ceil(total_steps / epochs))
+    total_steps = steps_per_epoch * epochs
     warmup_steps = int(total_steps * c.warmup_proportion)
 
     with strategy.scope():
