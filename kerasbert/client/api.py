@@ -588,9 +588,9 @@ class Client(Transport):
         with self._for_task(contract.QUESTION_ANSWERING, hint):
             rows = [
                 row
-                for part, outputs in self._predict_batches(
+                for _, outputs in self._predict_batches(
                     {contract.QUESTION: questions, contract.CONTEXT: contexts}, batch_size=batch_size
                 )
-                for row in decoders.answers(outputs, contexts[part])
+                for row in decoders.answers(outputs)
             ]
         return rows[0] if single else rows

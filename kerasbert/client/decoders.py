@@ -145,7 +145,7 @@ def tagged_tokens(outputs: dict[str, np.ndarray]) -> list[list[dict[str, Any]]]:
     return results
 
 
-def answers(outputs: dict[str, np.ndarray], contexts: list[str]) -> list[dict[str, Any]]:
+def answers(outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """Per row, ``{"answer", "start", "end", "score", "n_best": [{"answer", "start", "end", "score"}, ...]}``.
 
     Offsets are Unicode code points into the context (``context[start:end] == answer``); a context
@@ -157,7 +157,7 @@ def answers(outputs: dict[str, np.ndarray], contexts: list[str]) -> list[dict[st
         outputs, contract.ANSWERS, contract.ANSWER_STARTS, contract.ANSWER_ENDS, contract.ANSWER_SCORES
     )
     results = []
-    for i in range(len(contexts)):
+    for i in range(len(answer)):
         n_best = [
             {"answer": str(t), "start": int(s), "end": int(e), "score": float(p)}
             for t, s, e, p in zip(texts[i], starts[i], ends[i], scores[i])
