@@ -273,15 +273,26 @@ def run_hf(args):
 # --------------------------------------------------------------------------------------------
 # kerasbert side (own processes: train + export, then serve + client)
 # --------------------------------------------------------------------------------------------
+def shown_command(command, work, checkpoint):
+    """`command` as the JSON records it: no machine paths (the scratch folder, the checkpoint's cache, ../shared)."""
+    replacements = {str(work): "<work>", str(checkpoint): "<minilm-checkpoint>", str(SHARED): "../shared"}
+    words = ["python", *map(str, command[1:])]
+    for path, name in replacements.items():
+        words = [w.replace(path, name) for w in words]
+    return " ".join(words)
+
+
 def run_ours(args, work):
     work = Path(work)
+    train = read_questions(args.train_articles, args.max_train_questions)
+    dev = read_questions(args.dev_articles, args.max_dev_questions)
     data = []  # --train_file/--dev_file: the SQuAD file with its articles, or a sample in a file of its own
-    for split, spec, limit in (
-        ("train", args.train_articles, args.max_train_questions),
-        ("dev", args.dev_articles, args.max_dev_questions),
+    for split, spec, limit, examples in (
+        ("train", args.train_articles, args.max_train_questions, train),
+        ("dev", args.dev_articles, args.max_dev_questions, dev),
     ):
         if limit:
-            write_squad(work / f"{split}.json", read_questions(spec, limit))
+            write_squad(work / f"{split}.json", examples)
             data.append([f"--{split}_file", str(work / f"{split}.json")])
         else:
             data.append([f"--{split}_file", str(SQUAD), f"--{split}_articles", spec])
@@ -305,7 +316,8 @@ def run_ours(args, work):
     command += data[0]
     if args.dev_eval_in_training:  # the same task.predict + squad_scores as predict_in_process, once more
         command += data[1]
-    command += ["--init_checkpoint", str(minilm_checkpoint()), "--quiet"]
+    checkpoint = minilm_checkpoint()
+    command += ["--init_checkpoint", str(checkpoint), "--quiet"]
     command += [x for k, v in flags.items() for x in (f"--{k}", str(v))]
     load0, start = load_average(), time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)
@@ -314,8 +326,6 @@ def run_ours(args, work):
     results = json.loads((run_dir / "results.json").read_text())
     steps, train_seconds = results["steps"], results.get("fit_seconds") or results["train_seconds"]
 
-    train = read_questions(args.train_articles, args.max_train_questions)
-    dev = read_questions(args.dev_articles, args.max_dev_questions)
     in_process = predict_in_process(run_dir, train, dev, args.batch_size)
     served = serve_and_score(args, export_dir / MODEL_NAME, dev)
     same = sum(a == b for a, b in zip(in_process.pop("answers"), served.pop("answers")))
@@ -329,7 +339,7 @@ def run_ours(args, work):
         "steps": steps,
         "train_seconds": train_seconds,
         "train_windows_per_second": round(steps * args.batch_size / train_seconds, 2),
-        "train_command": " ".join(["python", *command[1:]]),
+        "train_command": shown_command(command, work, checkpoint),
         "wall_seconds_train_export": round(wall, 1),
         "load_average": [load0, load1, in_process.pop("load_average"), served.pop("load_average")],
         "dev_in_process": in_process.pop("dev"),
