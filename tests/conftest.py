@@ -189,3 +189,21 @@ SLOW_FILES = {
 
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: -SLOW_FILES.get(item.path.name, 0))  # stable: a file's own order is kept
+
+
+# A full run peaks at about 4 GB in the temporary folder (MiniLM checkpoints and exports).
+NEEDED_TMP_BYTES = 5 * 2**30
+
+
+def pytest_sessionstart(session):
+    if hasattr(session.config, "workerinput"):
+        return  # xdist workers: the controller already checked
+    import shutil
+    import tempfile
+
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if free < NEEDED_TMP_BYTES:
+        raise pytest.UsageError(
+            f"the test suite needs about {NEEDED_TMP_BYTES / 2**30:.0f} GB free in {tempfile.gettempdir()} "
+            f"and has {free / 2**30:.1f} GB: free some space or set TMPDIR to a larger disk"
+        )
