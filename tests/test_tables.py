@@ -94,3 +94,18 @@ def test_an_empty_label_is_an_error_naming_file_line_and_flag(tmp_path):
     path.write_text("sentence\tlabel\n\nfine\t1\nshort\n", encoding="utf-8")
     with pytest.raises(tables.TableError, match=r"t\.tsv:4: row has 1 columns"):
         tables.read_examples(str(path), C("sentence", None, "label"))
+
+
+def test_a_latin1_file_names_the_encoding_file_line_and_column(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_bytes("sentence\tlabel\ngood\tpositive\nun café froid\tnegative\n".encode("latin-1"))
+    with pytest.raises(tables.TableError) as error:
+        tables.read_examples(path, tables.Columns("sentence", None, "label"))
+    assert str(error.value) == (
+        f"{path}:3: not UTF-8 (byte 0xe9 at column 7, 'é' in Latin-1); kerasbert reads UTF-8 text: convert the "
+        f"file, e.g. iconv -f latin1 -t utf-8 {path} > utf8.tsv"
+    )
+    # The same file as UTF-8 (with a byte-order mark, as GLUE's MRPC) reads, accents intact.
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().decode("latin-1").encode("utf-8"))
+    examples = tables.read_examples(path, tables.Columns("sentence", None, "label"))
+    assert examples.texts == ["good", "un café froid"] and examples.labels == ["positive", "negative"]

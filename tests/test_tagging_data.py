@@ -276,7 +276,10 @@ def test_malformed_files_name_the_line(tmp_path, content, fmt, scheme, expected)
 
 def test_not_utf8_names_the_line(tmp_path):
     path = write(tmp_path, None, raw="John I-PER\n\nJosé I-PER\n".encode("latin-1"))
-    with pytest.raises(TaggedDataError, match=r"data\.txt:3: not UTF-8 \(byte 0xe9 at column 4\)"):
+    with pytest.raises(
+        TaggedDataError,
+        match=r"data\.txt:3: not UTF-8 \(byte 0xe9 at column 4, 'é' in Latin-1\); kerasbert reads UTF-8 text",
+    ):
         read_tagged(path)
 
 

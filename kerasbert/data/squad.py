@@ -40,6 +40,8 @@ import os
 
 import numpy as np
 
+from kerasbert.data.encoding import NotUTF8Error, read_utf8
+
 
 class SquadDataError(ValueError):
     """A malformed SQuAD file; the message names the file, article and question id."""
@@ -124,12 +126,11 @@ def read_squad(path, articles=None):
     """
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(read_utf8(path))
     except json.JSONDecodeError as e:
         raise SquadDataError(f"{path}: not JSON ({e})") from e
-    except UnicodeDecodeError as e:
-        raise SquadDataError(f"{path}: not UTF-8 ({e})") from e
+    except NotUTF8Error as e:
+        raise SquadDataError(str(e)) from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise SquadDataError(f'{path}: not a SQuAD file (expected {{"version": ..., "data": [articles]}})')
     n = len(data["data"])

@@ -8,11 +8,14 @@ as they are: SST-2 (`sentence`, `label`), MRPC (`#1 String`, `#2 String`,
 
 import csv
 import dataclasses
+import io
 import os
 import sys
 
 import numpy as np
 import tensorflow as tf
+
+from kerasbert.data.encoding import NotUTF8Error, read_utf8
 
 # GLUE's TSVs contain unbalanced quote characters inside sentences; read them
 # verbatim (QUOTE_NONE), and let fields be as long as the data needs.
@@ -94,17 +97,20 @@ def read_examples(path, columns=None, fmt="auto", header=True, require_labels=Tr
     if not os.path.isfile(path):
         raise TableError(f"no such file: {path}")
     fmt = _delimiter(path, fmt)
-    # utf-8-sig: GLUE's MRPC files start with a byte-order mark.
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        if fmt == "tsv":
-            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        else:
-            reader = csv.reader(f)
-        try:
-            # (line number, row): the line a row ends on, for error messages.
-            rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise TableError(f"cannot parse {path} as {fmt}: {e} (try --format)") from e
+    try:
+        text = read_utf8(path)  # (GLUE's MRPC files start with a byte-order mark; it is dropped)
+    except NotUTF8Error as e:
+        raise TableError(str(e)) from None
+    f = io.StringIO(text, newline="")
+    if fmt == "tsv":
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(f)
+    try:
+        # (line number, row): the line a row ends on, for error messages.
+        rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
+    except csv.Error as e:
+        raise TableError(f"{path}:{reader.line_num}: cannot parse as {fmt}: {e} (try --format)") from e
     head = None
     if header:
         if not rows:

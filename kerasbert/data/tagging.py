@@ -43,6 +43,8 @@ import os
 
 import numpy as np
 
+from kerasbert.data.encoding import not_utf8_message
+
 FORMATS = ("auto", "conll", "bmes")
 SCHEMES = ("auto", "iob1", "iob2", "bioes")
 # Input tag prefixes (IOB1, IOB2, BIOES/BMES).
@@ -243,9 +245,7 @@ def _lines(path):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise TaggedDataError(
-                f"{path}:{number}: not UTF-8 (byte {line[e.start]:#04x} at column {e.start + 1})"
-            ) from None
+            raise TaggedDataError(not_utf8_message(path, number, line, e.start)) from None
         lines.append((number, text.rstrip("\r")))
     if lines and lines[-1][1] == "":
         lines.pop()
