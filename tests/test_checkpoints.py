@@ -321,6 +321,39 @@ def test_keras_hub_preset_folder(tmp_path):
     np.testing.assert_array_equal(run(again.backbone, inputs)[0], run(ours, inputs)[0])
 
 
+def test_describe_says_which_format_was_loaded_and_from_where(tmp_path, tiny_weights):
+    """The one line fine-tuning and export print at load: the format, the folder and the file read."""
+    import h5py
+
+    config = tiny_config()
+    hf = load_checkpoint(write_hf(tmp_path / "hf", tiny_weights, config))
+    assert hf.describe() == (
+        f"loaded Hugging Face BERT checkpoint from {tmp_path / 'hf'} (model.safetensors): "
+        "2 layers x 8, gelu, uncased, MLM/NSP heads"
+    )
+    tf1 = load_checkpoint(write_google_tf1(tmp_path / "tf1", tiny_weights, config))
+    assert tf1.describe() == (
+        f"loaded Google TF1 BERT checkpoint from {tmp_path / 'tf1'} (bert_model.ckpt): "
+        "2 layers x 8, gelu_approximate, uncased, MLM/NSP heads"
+    )
+    bb = keras_hub.models.BertBackbone(
+        vocabulary_size=len(VOCAB), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16
+    )
+    preset = tmp_path / "preset"
+    bb.save_to_preset(str(preset))
+    keras_hub.models.BertTokenizer(vocabulary=VOCAB, lowercase=False).save_to_preset(str(preset))
+    assert load_checkpoint(preset).describe() == (
+        f"loaded keras-hub preset checkpoint from {preset}: 1 layer x 8, gelu_approximate, cased, no MLM/NSP heads"
+    )
+    # What `python -m kerasbert.train pretrain` writes: the preset plus its heads file.
+    with h5py.File(preset / "pretraining_heads.weights.h5", "w") as f:
+        for key in ("nsp_kernel", "nsp_bias"):
+            f.create_dataset(key, data=hf.heads[key])
+    assert load_checkpoint(preset).describe() == (
+        f"loaded kerasbert pretraining output checkpoint from {preset}: 1 layer x 8, gelu_approximate, cased, NSP heads"
+    )
+
+
 def test_gelu_backbone_keeps_activation_through_keras_file(tmp_path):
     bb = GeluBertBackbone(
         vocabulary_size=len(VOCAB), num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16

@@ -165,7 +165,9 @@ def export_embedder(
     return export_task(task, preprocessor, model, export_dir, model_name, version=version, extra=metadata)
 
 
-def export_checkpoint_embedder(init_checkpoint, export_dir, model_name, sequence_length=None, metadata=None, **options):
+def export_checkpoint_embedder(
+    init_checkpoint, export_dir, model_name, sequence_length=None, metadata=None, log=None, **options
+):
     """Loads a checkpoint (any format `load_checkpoint` reads) and exports it.
 
     Args:
@@ -176,6 +178,8 @@ def export_checkpoint_embedder(init_checkpoint, export_dir, model_name, sequence
             included (default: 128, or the encoder's position table if
             shorter).
         metadata: extra metadata entries.
+        log: called with one line saying which checkpoint format was loaded
+            from where (`LoadedCheckpoint.describe`), e.g. `print`.
         **options: `pooling`, `layer`, `l2_normalize`, `jit_compile`,
             `version` (see `export_embedder`).
 
@@ -191,6 +195,8 @@ def export_checkpoint_embedder(init_checkpoint, export_dir, model_name, sequence
     from kerasbert.preprocessing.bert_preprocessor import BertPreprocessor
 
     checkpoint = load_checkpoint(init_checkpoint)
+    if log is not None:
+        log(checkpoint.describe())
     if sequence_length is None:
         sequence_length = min(DEFAULT_SEQUENCE_LENGTH, checkpoint.backbone.max_sequence_length)
     preprocessor = BertPreprocessor(

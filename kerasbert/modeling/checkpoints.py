@@ -49,6 +49,9 @@ import numpy as np
 from kerasbert.modeling.gelu_backbone import HF_HIDDEN_ACT, GeluBertBackbone
 
 FORMATS = ("huggingface", "google_tf1", "keras_hub")
+FORMAT_NAMES = {"huggingface": "Hugging Face BERT", "google_tf1": "Google TF1 BERT", "keras_hub": "keras-hub preset"}
+# What `python -m kerasbert.train pretrain` writes beside its keras-hub preset.
+PRETRAINING_HEADS_FILE = "pretraining_heads.weights.h5"
 
 # Keys of `LoadedCheckpoint.heads`. Kernels are in Keras layout ([in, out]).
 HEAD_KEYS = {
@@ -105,6 +108,9 @@ class LoadedCheckpoint:
             in `HEAD_KEYS` (empty when there are none); see
             `assign_mlm_head` / `assign_nsp_head`.
         hidden_activation: the backbone's feed-forward activation.
+        path: the folder (or preset name) it was loaded from.
+        source: the weights read: a file (`model.safetensors`, the TF1
+            checkpoint prefix) or, for keras-hub, the preset itself.
 
     Example:
 
@@ -119,6 +125,39 @@ class LoadedCheckpoint:
     format: str
     heads: dict = dataclasses.field(default_factory=dict)
     hidden_activation: str = "gelu"
+    path: str = ""
+    source: str = ""
+
+    @property
+    def kind(self):
+        """What the checkpoint is, in words: "Hugging Face BERT", "Google TF1 BERT",
+        "keras-hub preset" or "kerasbert pretraining output" (a preset with MLM/NSP heads)."""
+        if self.format == "keras_hub" and os.path.isfile(os.path.join(self.path, PRETRAINING_HEADS_FILE)):
+            return "kerasbert pretraining output"
+        return FORMAT_NAMES.get(self.format, self.format)
+
+    def describe(self):
+        """One line saying what was detected and loaded, and from where.
+
+        >>> ckpt = LoadedCheckpoint(None, "m/vocab.txt", True, "huggingface", path="m", source="m/model.safetensors")
+        >>> ckpt.describe()  # (with a backbone, its shape follows the colon: "6 layers x 384, ")
+        'loaded Hugging Face BERT checkpoint from m (model.safetensors): gelu, uncased, no MLM/NSP heads'
+        """
+        where = self.path
+        if self.source and os.path.normpath(self.source) != os.path.normpath(self.path):
+            where += f" ({os.path.relpath(self.source, self.path) if self.path else self.source})"
+        shape = ""
+        if self.backbone is not None:
+            layers = self.backbone.num_layers
+            shape = f"{layers} layer{'s' if layers != 1 else ''} x {self.backbone.hidden_dim}, "
+        heads = [
+            name for name, prefix in (("MLM", "mlm_"), ("NSP", "nsp_")) if any(k.startswith(prefix) for k in self.heads)
+        ]
+        return (
+            f"loaded {self.kind} checkpoint from {where}: {shape}{self.hidden_activation}, "
+            f"{'uncased' if self.lowercase else 'cased'}, "
+            f"{'/'.join(heads) + ' heads' if heads else 'no MLM/NSP heads'}"
+        )
 
 
 def _is_keras_config(config):
@@ -585,6 +624,8 @@ def _load_converted(path, fmt, hidden_activation):
         format=fmt,
         heads=extract_heads(weights),
         hidden_activation=activation,
+        path=path,
+        source=source or "",
     )
 
 
@@ -613,7 +654,7 @@ def _load_keras_hub(path, hidden_activation):
     # `python -m kerasbert.train pretrain` writes its MLM/NSP heads beside
     # the preset (`kerasbert.tasks.pretraining.save_pretrained`).
     heads = {}
-    heads_path = os.path.join(os.fspath(path), "pretraining_heads.weights.h5")
+    heads_path = os.path.join(os.fspath(path), PRETRAINING_HEADS_FILE)
     if os.path.isfile(heads_path):
         from kerasbert.tasks.pretraining import load_head_weights
 
@@ -625,6 +666,8 @@ def _load_keras_hub(path, hidden_activation):
         format="keras_hub",
         heads=heads,
         hidden_activation=activation,
+        path=path,
+        source=path,
     )
 
 
