@@ -8,7 +8,8 @@ Subcommands (the first argument; `finetune` when omitted):
 * `pretrain` – pretrain BERT (MLM + NSP) from raw text.
 * `vocab`    – learn a WordPiece `vocab.txt` from text files.
 
-`python -m kerasbert.train SUBCOMMAND --help` documents every flag.
+`python -m kerasbert.train SUBCOMMAND --help` documents every flag;
+`--verbose` shows TensorFlow's start-up log lines.
 """
 
 import importlib
@@ -35,6 +36,7 @@ def _usage():
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    cli.quiet_tensorflow(argv)  # before a subcommand imports tensorflow
     if argv and argv[0] in ("-h", "--help"):
         print(_usage())
         return 0

@@ -113,6 +113,10 @@ def test_text_summary_default_model_name_and_existing_version(checkpoints, tmp_p
     assert code == 0, err
     # The model name defaults to the checkpoint folder's name.
     assert f"to {tmp_path / 'hf' / '1'} " in out and "cls pooling of layer 1/2" in out
+    assert out.startswith(
+        f"loaded Hugging Face BERT checkpoint from {checkpoints['huggingface']} (model.safetensors): "
+        "2 layers x 8, gelu_approximate, uncased, MLM/NSP heads\n"
+    )
     assert "python -m kerasbert.serve --model_base_path" in out
     code, out, err = export(argv + ["--version", 1], capsys)
     assert code == 2 and "--version" in err and "already exists" in err
@@ -202,3 +206,35 @@ def test_entry_point_rejects_a_folder_that_is_no_checkpoint(tmp_path):
     for needed in ("huggingface: config.json", "google_tf1: bert_config.json", "keras_hub: config.json"):
         assert needed in line
     assert proc.stdout == "" and not (tmp_path / "exports").exists()
+
+
+def test_entry_point_prints_no_tensorflow_noise(checkpoints, tmp_path):
+    """A real export (TensorFlow imported, ops run, a SavedModel written) from a user's shell, without
+    TF_CPP_MIN_LOG_LEVEL: stderr has none of TensorFlow's start-up lines (issue 14); stdout says what was loaded."""
+    from test_cli import NOISE, _clean_env
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kerasbert.export",
+            "--init_checkpoint",
+            str(checkpoints["google_tf1"]),
+            "--sequence_length",
+            "16",
+            "--export_dir",
+            str(tmp_path),
+            "--model_name",
+            "tf1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_clean_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not [line for line in proc.stderr.splitlines() if any(marker in line for marker in NOISE)], proc.stderr
+    assert proc.stdout.startswith(
+        f"loaded Google TF1 BERT checkpoint from {checkpoints['google_tf1']} (bert_model.ckpt)"
+    )
+    assert layout.versions(tmp_path / "tf1") == [1]

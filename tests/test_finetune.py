@@ -277,3 +277,46 @@ def test_readme_stsb_command_pair_regression_with_dev_file(minilm_dir, tmp_path,
     np.testing.assert_array_equal(scores[0], scores[1])
     meta = json.loads((tmp_path / "again" / "stsb" / "1" / "assets.extra" / "kerasbert.json").read_text())
     assert meta["task"] == "regression" and meta["signatures"]["serving_default"]["inputs"] == ["text", "text_pair"]
+
+
+def test_progress_lines_when_stdout_is_not_a_terminal(tmp_path, capsys):
+    """Logs and CI get step, loss, steps/s and ETA lines (here after every step: --progress_seconds 0)."""
+    import re
+
+    run_finetune(
+        [
+            "--train_file",
+            write_polarity_task(tmp_path / "train.tsv", 96, seed=5),
+            "--vocab",
+            SAMPLE_VOCAB,
+            "--sequence_length",
+            16,
+            "--batch_size",
+            16,
+            "--epochs",
+            2,
+            "--progress_seconds",
+            0,
+            "--output_dir",
+            tmp_path / "run",
+            "--no_export",
+        ]
+    )
+    out = capsys.readouterr().out
+    pattern = r"^step (\d+)/12 \((\d+)%\)  loss (\d+\.\d{4})  (\d+\.\d\d) steps/s  ETA (\w+)$"
+    lines = re.findall(pattern, out, re.M)
+    # The first step only starts the clock (its time is tracing); steps count on across the two epochs.
+    assert [int(step) for step, *_ in lines] == list(range(2, 13)), out
+    for step, percent, loss, rate, eta in lines:
+        assert int(percent) == round(100 * int(step) / 12) and 0.1 < float(loss) < 2 and float(rate) > 0
+        assert re.fullmatch(r"(\d+m)?\d+s", eta), eta
+    assert lines[-1][-1] == "0s"
+    # Keras' own line per epoch stays.
+    assert len(re.findall(r"^6/6 - ", out, re.M)) == 2, out
+
+
+def test_progress_seconds_must_not_be_negative(capsys):
+    from kerasbert import cli, train
+
+    assert cli.run(train.main, ["--progress_seconds", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --progress_seconds must be >= 0, got -1\n"

@@ -1,6 +1,8 @@
 """The README's "Pretrain your own BERT" commands, chained: vocab -> pretrain ->
 fine-tune from the result (tiny sizes, in-process)."""
 
+import re
+
 import numpy as np
 
 from conftest import run_finetune, write_polarity_task
@@ -18,7 +20,7 @@ def _corpus(tmp_path):
     return corpus
 
 
-def test_vocab_then_pretrain_then_finetune_from_it(tmp_path):
+def test_vocab_then_pretrain_then_finetune_from_it(tmp_path, capsys):
     corpus = _corpus(tmp_path)
     vocab = tmp_path / "vocab.txt"
     runs = tmp_path / "runs" / "bert"
@@ -54,11 +56,22 @@ def test_vocab_then_pretrain_then_finetune_from_it(tmp_path):
                 "0.05",
                 "--log_steps",
                 "1000",
+                "--progress_seconds",
+                "0",
             ]
         )
         == 0
     )
     pretrained = runs / "pretrained"
+    # stdout is not a terminal: a progress line after every step (--progress_seconds 0; the first step only
+    # starts the clock), and the --log_steps line at the end, both with an ETA.
+    out = capsys.readouterr().out
+    lines = re.findall(r"^step (\d+)/30 \(\d+%\)  loss (\d+\.\d{4})  (\d+\.\d\d) steps/s  ETA (\w+)$", out, re.M)
+    assert [int(step) for step, *_ in lines] == list(range(2, 30)), out
+    assert all(
+        float(loss) > 0 and float(rate) > 0 and re.fullmatch(r"(\d+m)?\d+s", eta) for _, loss, rate, eta in lines
+    )
+    assert re.search(r"^step 30/30  loss .* steps/s .* seq/s  ETA 0s$", out, re.M), out
 
     from kerasbert.modeling.checkpoints import load_checkpoint
 
@@ -87,6 +100,10 @@ def test_vocab_then_pretrain_then_finetune_from_it(tmp_path):
         ]
     )
     assert results["dev_metrics"]["accuracy"] >= 0.9
+    assert (
+        f"loaded kerasbert pretraining output checkpoint from {pretrained}: 2 layers x 128, gelu, "
+        "uncased, MLM/NSP heads\n" in capsys.readouterr().out
+    )
     # Fine-tuning started from the pretrained encoder: position rows the
     # 16-token fine-tuning never reads keep their pretrained values (up to
     # AdamW's decoupled weight decay), far from any fresh initialisation.

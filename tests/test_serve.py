@@ -139,6 +139,7 @@ def single_server(models):
         model_base_path=models / "echo",
         model_name="default",
         extra_args=["--enable_batching", "--batching_parameters_file", str(batching), "--grpc_max_threads", "4"],
+        env={"TF_CPP_MIN_LOG_LEVEL": ""},  # as from a user's shell (conftest sets a level for the tests)
     ) as server:
         yield server
 
@@ -438,6 +439,9 @@ def test_base_path_serves_latest_version_only(single_server):
     assert rpc_error(predict, single_server, "default", {"text": ["a"]}, version=1).code() == grpc.StatusCode.NOT_FOUND
     assert "Batching enabled" in single_server.log()
     assert single_server.log().count("Running gRPC ModelServer at") == 1  # once, on stdout (issue 14)
+    # No TensorFlow start-up noise (without --verbose), though TensorFlow was imported and ran the model.
+    for noise in ("absl::InitializeLog", "oneDNN", "cuInit", "cuda drivers", "cpu_feature_guard"):
+        assert noise not in single_server.log()
 
 
 def test_reload_config_swaps_models_at_runtime(single_server, models):

@@ -2,6 +2,10 @@
 
 import sys
 
-from kerasbert.export.cli import run
+from kerasbert import cli
+
+cli.quiet_tensorflow()  # before kerasbert.export.cli imports tensorflow
+
+from kerasbert.export.cli import run  # noqa: E402
 
 sys.exit(run())

@@ -97,6 +97,7 @@ def build_parser(prog="python -m kerasbert.export"):
         "--version", type=int, default=None, help="version number (default: one more than the newest present)"
     )
     o.add_argument("--json", action="store_true", help="print a JSON summary (path, metadata, seconds) instead of text")
+    cli.add_verbose_flag(o)
     return p
 
 
@@ -212,6 +213,7 @@ def _export_checkpoint(args):
             _model_name(args),
             sequence_length=args.sequence_length,
             version=args.version,
+            log=None if args.json else lambda line: print(line, flush=True),
             **options,
         )
     except FileExistsError as e:

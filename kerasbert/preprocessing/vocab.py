@@ -213,6 +213,7 @@ def build_parser(prog="python -m kerasbert.train vocab"):
         "--min_frequency", type=int, default=2, help="lowest piece frequency the learner may accept (default 2)"
     )
     p.add_argument("--max_lines", type=int, default=None, help="learn from at most this many lines (default: all)")
+    cli.add_verbose_flag(p)
     return p
 
 

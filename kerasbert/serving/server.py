@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 
+from kerasbert import cli
+
 _log = logging.getLogger("kerasbert.serve")
 PROG = "kerasbert.serve"
 
@@ -190,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="ours: nice increment (0-19) of the thread that loads and warms up versions (default 10)",
     )
+    # ours: TensorFlow's start-up and C++ log lines are hidden unless --verbose
+    _bool_flag(p, cli.VERBOSE_FLAG, False, cli.VERBOSE_HELP)
     return p
 
 
@@ -352,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         python -m kerasbert.serve --port 8500 --rest_api_port 8501 \\
             --model_name sst2 --model_base_path exports/sst2
     """
+    cli.quiet_tensorflow(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:

@@ -111,6 +111,8 @@ class FinetuneConfig:
         export_dir, model_name, export: the SavedModel export.
         verbose: Keras fit verbosity (default: a bar on a terminal, else a
             line per epoch); 0 is quiet.
+        progress_seconds: when stdout is not a terminal (and `verbose` is
+            not 0), a line with step, loss, steps/s and ETA this often.
     """
 
     task: Any = contract.CLASSIFICATION
@@ -142,6 +144,7 @@ class FinetuneConfig:
     model_name: str = "kerasbert"
     export: bool = True
     verbose: int | None = None
+    progress_seconds: float = 30.0
 
     def summary(self):
         """The config as JSON-able data (a `Task` instance as its name and options)."""
@@ -319,7 +322,15 @@ def build_parser(prog="python -m kerasbert.train finetune"):
     )
     o.add_argument("--model_name", default="kerasbert", help="served model name (default: kerasbert)")
     o.add_argument("--no_export", action="store_true", help="skip the SavedModel export")
-    o.add_argument("--quiet", action="store_true", help="no progress bar")
+    o.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    o.add_argument(
+        "--progress_seconds",
+        type=float,
+        default=30.0,
+        help="when stdout is not a terminal: a line with step, loss, steps/s and ETA this often "
+        "(default: 30; on a terminal Keras shows its bar)",
+    )
+    cli.add_verbose_flag(o)
     return p
 
 
@@ -375,6 +386,8 @@ def _resolve(config):
             raise ConfigError(f"--{flag} must be at least {low}")
     if c.epochs <= 0:
         raise ConfigError("--epochs must be positive")
+    if c.progress_seconds < 0:
+        raise ConfigError(f"--progress_seconds must be >= 0, got {c.progress_seconds:g}")
     if not 0 <= c.warmup_proportion < 1:
         raise ConfigError("--warmup_proportion must be in [0, 1)")
     if c.max_train_examples is not None and c.max_train_examples < 1:
@@ -661,6 +674,7 @@ def finetune(config):
             checkpoint = load_checkpoint(c.init_checkpoint)
         except (ValueError, FileNotFoundError) as e:
             raise ConfigError(f"--init_checkpoint: {e}") from e
+        print(checkpoint.describe(), flush=True)
     vocab = c.vocab or checkpoint.vocabulary_path
     lowercase = not c.cased
     if checkpoint is not None and not c.cased:
@@ -732,6 +746,10 @@ def finetune(config):
     verbose = c.verbose
     if verbose is None:  # a live bar on a terminal; one line per epoch in logs and CI
         verbose = 1 if sys.stdout.isatty() else 2
+    if verbose and not sys.stdout.isatty():  # ... and a progress line every --progress_seconds
+        from kerasbert.training.progress import progress_callback
+
+        callbacks.append(progress_callback(total_steps, steps_per_epoch, c.progress_seconds))
     model.fit(
         train_ds.repeat(),
         epochs=epochs,

@@ -55,6 +55,7 @@ from kerasbert.tasks.pretraining import (
 )
 from kerasbert.training import distribute
 from kerasbert.training.optimization import OPTIMIZERS, create_optimizer, expect_reduced_gradients
+from kerasbert.training.progress import ProgressLines
 
 MIXED_PRECISION = {
     "none": None,
@@ -104,6 +105,7 @@ class PretrainConfig:
     keep_checkpoints: int = 3
     log_steps: int = 100
     max_minutes: float = None
+    progress_seconds: float = 30.0
 
     @property
     def micro_batch_size(self):
@@ -415,9 +417,11 @@ class Pretrainer:
             else tf.summary.create_noop_writer()
         )
         train_step = self._make_train_step()
-        progbar = None
+        progbar = progress = None
         if self.verbose and sys.stdout.isatty():
             progbar = keras.utils.Progbar(c.num_train_steps, stateful_metrics=list(_SHOWN))
+        elif self.verbose:  # logs and CI: a line every --log_steps, and every --progress_seconds between them
+            progress = ProgressLines(c.num_train_steps, c.progress_seconds)
         losses = []
         window = {s: 0.0 for s in SUM_KEYS}
         window_start, window_steps = time.perf_counter(), 0
@@ -452,9 +456,14 @@ class Pretrainer:
                     if progbar is not None:
                         progbar.update(step, [(k, final[k]) for k in _SHOWN])
                     else:
-                        self._log(_format_line(step, c.num_train_steps, final))
+                        eta = f"  {progress.eta(step)}" if progress is not None else ""
+                        self._log(_format_line(step, c.num_train_steps, final) + eta)
+                        if progress is not None:
+                            progress.mark(step)
                     window = {s: 0.0 for s in SUM_KEYS}
                     window_start, window_steps = time.perf_counter(), 0
+                elif progress is not None and progress.due(step):
+                    self._log(progress.line(step, metrics["loss"]))
                 if step % max(1, c.save_checkpoints_steps) == 0 or last:
                     manager.save(checkpoint_number=step)
                 if deadline_hit:
@@ -658,6 +667,14 @@ def build_parser(prog="python -m kerasbert.train pretrain"):
     d.add_argument(
         "--max_minutes", type=float, default=None, help="stop (with a checkpoint and export) after this many minutes"
     )
+    d.add_argument(
+        "--progress_seconds",
+        type=float,
+        default=30.0,
+        help="when stdout is not a terminal: a line with step, loss, steps/s and ETA at least this often, "
+        "between the --log_steps lines (default: 30)",
+    )
+    cli.add_verbose_flag(d)
     return p
 
 
@@ -747,6 +764,8 @@ def _check_args(args):
     for flag in ("num_layers", "hidden_dim"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise cli.UsageError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+    if args.progress_seconds < 0:
+        raise cli.UsageError(f"--progress_seconds must be >= 0, got {args.progress_seconds:g}")
     if not 0.0 < args.masked_lm_prob < 1.0:
         raise cli.UsageError(f"--masked_lm_prob must be in (0, 1), got {args.masked_lm_prob}")
     if args.strategy == "tpu" and args.tpu is None:
