@@ -29,8 +29,20 @@ SUBCOMMANDS = {
 
 
 def _usage():
-    lines = [__doc__.strip(), "", "subcommands:"]
+    """`--help` as argparse would write it (the module docstring is Markdown for the reader of the code)."""
+    lines = [
+        "usage: python -m kerasbert.train [SUBCOMMAND] [flags]",
+        "",
+        "Train BERT: fine-tune a task and export it, pretrain, or learn a vocabulary.",
+        "",
+        "subcommands (the first argument; finetune when omitted):",
+    ]
     lines += [f"  {name:<9} {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    lines += [
+        "",
+        "python -m kerasbert.train SUBCOMMAND --help documents every flag of a subcommand;",
+        "--verbose shows TensorFlow's start-up log lines (hidden by default).",
+    ]
     return "\n".join(lines)
 
 

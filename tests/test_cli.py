@@ -78,3 +78,29 @@ def test_a_latin1_training_file_is_one_line_naming_the_encoding_and_the_line(tmp
             f"error: {path}:{line}: not UTF-8 (byte 0xe9 at column {column}, 'é' in Latin-1); kerasbert reads "
             f"UTF-8 text: convert the file, e.g. iconv -f latin1 -t utf-8 {path} > utf8{path.suffix}\n"
         ), task
+
+
+def test_train_help_lists_subcommands_without_markdown(capsys):
+    from kerasbert import train
+
+    assert train.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m kerasbert.train [SUBCOMMAND] [flags]\n")
+    for name in train.SUBCOMMANDS:
+        assert f"\n  {name} " in out
+    assert "SUBCOMMAND --help" in out and "--verbose" in out
+    assert "`" not in out and "* " not in out
+
+
+def test_no_entry_point_help_shows_markdown_backticks():
+    """Help is read in a terminal: no literal `code` or ``code`` quoting from docstrings (issue 14)."""
+    from kerasbert.client import cli as client_cli
+    from kerasbert.export import cli as export_cli
+    from kerasbert.preprocessing import vocab
+    from kerasbert.serving import server
+    from kerasbert.training import finetune, pretrain
+
+    for module in (finetune, pretrain, vocab, export_cli, server, client_cli):
+        text = module.build_parser().format_help()
+        assert "`" not in text, (module.__name__, [line for line in text.splitlines() if "`" in line])
+        assert "--verbose" in text or module is client_cli, module.__name__

@@ -533,7 +533,7 @@ def build_parser(prog="python -m kerasbert.train pretrain"):
     g.add_argument(
         "--input_files", nargs="+", required=True, metavar="PATH", help="training text files or glob patterns"
     )
-    g.add_argument("--vocab_file", required=True, help="WordPiece vocab.txt (see `python -m kerasbert.train vocab`)")
+    g.add_argument("--vocab_file", required=True, help="WordPiece vocab.txt (see python -m kerasbert.train vocab)")
     g.add_argument(
         "--cased", action="store_true", help="keep case and accents (for a cased vocabulary); default uncased"
     )
