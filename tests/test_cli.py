@@ -104,3 +104,15 @@ def test_no_entry_point_help_shows_markdown_backticks():
         text = module.build_parser().format_help()
         assert "`" not in text, (module.__name__, [line for line in text.splitlines() if "`" in line])
         assert "--verbose" in text or module is client_cli, module.__name__
+
+
+def test_question_answering_start_up_line_keeps_the_alignment_report_apart():
+    """It ran into the next field: '... 0 unalignable train=64 dev=113 ...'."""
+    from kerasbert.tasks import get_task
+
+    task = get_task("question_answering")()
+    task.alignment = {"summary": "64 answers: 60 exact, 0 narrowed by improve-answer-span, 4 inside WordPieces"}
+    assert task.describe() == (
+        "doc_stride=128 max_query_length=64 "
+        "(training 64 answers: 60 exact, 0 narrowed by improve-answer-span, 4 inside WordPieces)"
+    )

@@ -270,7 +270,7 @@ class QuestionAnsweringTask(Task):
     def describe(self) -> str:
         text = f"doc_stride={self.doc_stride} max_query_length={self.max_query_length}"
         if self.alignment:
-            text += f"; training {self.alignment.get('summary', '')}"
+            text += f" (training {self.alignment.get('summary', '')})"  # (the run's start-up line goes on after it)
         return text
 
     # ---- features -------------------------------------------------------------------
