@@ -180,7 +180,11 @@ def ui_server(request, tmp_path_factory):
         stack = contextlib.ExitStack()
         server = stack.enter_context(
             running_server(
-                model_config_file=config, rest_api=True, extra_args=["--monitoring_config_file", str(MONITORING_CONFIG)]
+                model_config_file=config,
+                rest_api=True,
+                # no warmup replay: the tests need answers, not a warmed first request
+                extra_args=["--monitoring_config_file", str(MONITORING_CONFIG), "--enable_model_warmup=false"],
+                timeout=300,  # six models load one after the other: slow on a loaded machine
             )
         )
         server.config = config

@@ -16,6 +16,8 @@ that does not say its task.
 from __future__ import annotations
 
 import re
+import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -305,25 +307,33 @@ def fetch_metrics(rest: str, timeout: float = 2.0) -> tuple[str | None, str | No
         return None, f"nothing answers at {url} ({getattr(err, 'reason', err)})"
 
 
-@st.cache_data(ttl=10, show_spinner=False)
-def ask_models(server: str, names: tuple[str, ...], timeout: float) -> list[tuple[list, str | None, str | None]]:
-    """``(versions, task, problem)`` of each model in ``names``, over gRPC; kept 10 s, so that the app's own
-    questions do not swamp the server's request counts."""
-    answers = []
-    for name in names:
-        with kb.Client(target=server, model_name=name, timeout=timeout) as other:
-            versions, task, problem = [], None, None
-            try:
-                versions = other.status()
-                task = other.task
-                if task is None:
-                    problem = "does not say its task"
-            except kb.ModelNotFound:
-                problem = "not served"
-            except kb.KerasBertClientError as err:
-                problem = err.code or "no answer"
-            answers.append((versions, task, problem))
-    return answers
+ANSWER_SECONDS = 10.0  # how long an answer about another model is kept
+_answers: dict[tuple[str, str], tuple[float, tuple[list, str | None, str | None]]] = {}
+_answers_lock = threading.Lock()
+
+
+def ask_model(server: str, name: str, timeout: float) -> tuple[list, str | None, str | None]:
+    """``(versions, task, problem)`` of another model, over gRPC; kept ``ANSWER_SECONDS`` in this process (every
+    session and run), so that the app's own questions neither slow each run nor swamp the request counts."""
+    now = time.monotonic()
+    with _answers_lock:
+        kept = _answers.get((server, name))
+    if kept is not None and now - kept[0] < ANSWER_SECONDS:
+        return kept[1]
+    versions, task, problem = [], None, None
+    with kb.Client(target=server, model_name=name, timeout=timeout) as other:
+        try:
+            versions = other.status()
+            task = other.task
+            if task is None:
+                problem = "does not say its task"
+        except kb.ModelNotFound:
+            problem = "not served"
+        except kb.KerasBertClientError as err:
+            problem = err.code or "no answer"
+    with _answers_lock:
+        _answers[(server, name)] = (now, (versions, task, problem))
+    return versions, task, problem
 
 
 def served_models(ctx: PageContext) -> list[ServedModel]:
@@ -340,8 +350,6 @@ def served_models(ctx: PageContext) -> list[ServedModel]:
     for name in metric_model_names(ctx.metrics or ""):
         names.setdefault(name, None)
     names.setdefault(settings.model, None)
-    others = tuple(name for name in names if name != settings.model)
-    answers = dict(zip(others, ask_models(settings.server, others, min(settings.timeout, 5.0))))
     served = []
     for name, base in names.items():
         if name == settings.model:
@@ -352,7 +360,7 @@ def served_models(ctx: PageContext) -> list[ServedModel]:
                 problem = "does not say its task"
             served.append(ServedModel(name, base, info.versions, info.task, problem))
         else:
-            versions, task, problem = answers[name]
+            versions, task, problem = ask_model(settings.server, name, min(settings.timeout, 5.0))
             served.append(ServedModel(name, base, [tuple(v) for v in versions], task, problem))
     return served
 

@@ -86,7 +86,9 @@ def fetch(ctx: PageContext, inputs: dict[str, list[str]]) -> Tokens:
     if signature is None:
         return Tokens(
             note=f"Model '{model}' has no `{contract.TOKENS_SIGNATURE}` signature, so the server cannot show "
-            "its WordPieces (its signatures: " + ", ".join(f"`{name}`" for name in sorted(ctx.info.signatures)) + ")."
+            "its WordPieces (its signatures: "
+            + ", ".join(f"`{name}`" for name in sorted(ctx.info.signatures) if not name.startswith("__"))
+            + ")."
         )
     wanted = {name: values for name, values in inputs.items() if name in signature["inputs"]}
     missing = sorted(set(signature["inputs"]) - set(wanted))
