@@ -47,11 +47,12 @@ $(COMPAT)/%/.runtime: Makefile
 		{ echo "error: $(COMPAT_PINS) did not install into $(@D) (see pip's output above)"; exit 1; }
 	@touch $@
 
-# Headless Chromium for the one real-browser test (Debian package; best effort,
-# the test is skipped with a reason when it is missing).
+# Headless Chromium for the one real-browser test, and a colour emoji font so that the UI screenshots show
+# the emoji of the examples (Debian packages; best effort, the test is skipped with a reason without chromium).
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		{ apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; } || true
+	@{ command -v chromium >/dev/null 2>&1 && [ -e $(EMOJI_FONT) ]; } || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null 2>&1; }; } || true
 	@command -v chromium >/dev/null 2>&1 || echo "note: chromium is not installed; the browser test will be skipped"
 
 run: $(VENV)/.runtime

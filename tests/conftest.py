@@ -143,7 +143,7 @@ class TinyQA:
 @pytest.fixture(scope="session")
 def tiny_qa(tmp_path_factory):
     """A tiny extractive-QA model trained once per session (tens of seconds) and exported; used by
-    tests/test_question_answering.py, tests/test_client_qa.py and tests/test_ui_qa.py."""
+    tests/test_question_answering.py, tests/test_client_qa.py and tests/test_ui.py."""
     from test_question_answering import train_tiny_qa
 
     root = tmp_path_factory.mktemp("tiny_qa")
@@ -162,6 +162,7 @@ SLOW_FILES = {
     "test_task_harness.py": 270,
     "test_finetune.py": 180,
     "test_serve_batching.py": 150,
+    "test_ui.py": 150,  # the four former UI files (60 + 45 + 30 + the embeddings page) in one
     "test_serve_versions.py": 130,
     "test_distribute.py": 110,
     "test_serve_hostile.py": 100,
@@ -169,13 +170,11 @@ SLOW_FILES = {
     "test_compat_runtimes.py": 80,
     "test_tasks.py": 70,
     "test_pretrain_pipeline.py": 65,
-    "test_ui_ner.py": 60,
     "test_bench_qa.py": 80,
     "test_resume.py": 55,
     "test_question_answering.py": 50,
     "test_tagging_export.py": 50,
     "test_pretraining.py": 45,
-    "test_ui_qa.py": 45,
     "test_export_cli.py": 40,
     "test_serve_load.py": 40,
     "test_client_qa.py": 35,
@@ -183,7 +182,6 @@ SLOW_FILES = {
     "test_client_embeddings.py": 35,
     "test_client.py": 30,
     "test_embedding.py": 30,
-    "test_ui.py": 30,
 }
 
 

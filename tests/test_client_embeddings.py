@@ -5,7 +5,7 @@ here in Python: ``serving_default`` maps each text to its letter counts (26 floa
 case-insensitive); ``tokens`` splits on whitespace and gives each word its letter counts
 (``token_embeddings`` [batch, L, 26], ``tokens`` [batch, L] with "" at padding, ``mask``);
 ``score`` returns only a ``score`` (a model without embeddings). The helpers (``letter_counts``,
-``shared_embedding_server``) are shared with tests/test_ui_embeddings.py.
+``shared_embedding_server``) are shared with tests/ui_utils.py (the UI tests).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ _SHARED_SERVER: list = []
 
 
 def shared_embedding_server(request, tmp_path_factory):
-    """One toy embedding server for the session (this file and test_ui_embeddings.py)."""
+    """One toy embedding server for the session (this file)."""
     if not _SHARED_SERVER:
         stack = contextlib.ExitStack()
         base_path = tmp_path_factory.mktemp("toy_embedder") / MODEL_NAME

@@ -21,7 +21,7 @@ from kerasbert import contract
 from kerasbert.client import Client, WrongTask
 from serving_utils import running_server
 from test_client_tasks import CLASS_NAMES, _classify, _metadata_json, _write_export
-from test_ui import model_config
+from ui_utils import model_config
 
 QA, CLS = "qa", "cls"
 

@@ -15,7 +15,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving_utils import running_server
-from test_ui import APP, chart_table, connect
+from ui_utils import APP, chart_data
 
 TEXTS = ["the food was really good", "the staff was awful", "wonderful service and it was perfect"]
 
@@ -91,12 +91,13 @@ def test_ui_shows_the_served_models_label(served, monkeypatch):
     monkeypatch.setenv("KERASBERT_SERVER", f"127.0.0.1:{srv.port}")
     monkeypatch.setenv("KERASBERT_MODEL", export["model_name"])
     at = AppTest.from_file(str(APP), default_timeout=60).run()
-    at = connect(at, srv.port, model=export["model_name"])
     assert not at.exception and not at.error
+    assert [t.value for t in at.title] == ["Classify"]  # the page of the model's task
     at.text_area(key="text").input("the staff was terrible").run()
     at.button(key="run").click().run()
     assert not at.exception and not at.error
     assert at.metric[0].label == "Predicted label" and at.metric[0].value == "negative"
-    table = chart_table(at)
+    [chart] = at.get("vega_lite_chart")
+    table = chart_data(chart)
     assert table["class"].tolist() == ["negative", "positive"]
     assert table["probability"][0] > 0.5

@@ -1,0 +1,5 @@
+"""The ner page (run by st.navigation from ui/app.py)."""
+
+from kbui import task_pages
+
+task_pages.ner_page()
