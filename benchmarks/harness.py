@@ -118,6 +118,54 @@ def loaded(before, after, cores):
     return max(before, after) > cores
 
 
+def tf_matmul_flops_per_second(n=2048, inner=10, repeats=5):
+    """TensorFlow float32 FLOP/s of a chain of `inner` dependent n x n matmuls, best of `repeats`.
+
+    Each product feeds the next (x = a @ x), so Grappler cannot merge them as common subexpressions
+    (identical `a @ b` calls would run only once). Imports TensorFlow (call it in a worker)."""
+    import tensorflow as tf
+
+    a = tf.random.normal([n, n], stddev=n**-0.5)  # keeps |x| roughly constant
+    x0 = tf.random.normal([n, n])
+
+    @tf.function
+    def chain(a, x):
+        for _ in range(inner):
+            x = tf.matmul(a, x)
+        return x
+
+    chain(a, x0).numpy()
+    return 2.0 * n**3 * inner / best_seconds(lambda: chain(a, x0).numpy(), repeats)
+
+
+def torch_matmul_flops_per_second(n=2048, inner=10, repeats=5):
+    """The same chain in PyTorch (its own thread pool and GEMM). Imports torch (call it in a worker)."""
+    import torch
+
+    a = torch.randn(n, n) * n**-0.5
+    x0 = torch.randn(n, n)
+
+    def chain():
+        x = x0
+        for _ in range(inner):
+            x = a @ x
+        return x
+
+    with torch.no_grad():
+        chain()
+        return 2.0 * n**3 * inner / best_seconds(chain, repeats)
+
+
+def best_seconds(fn, repeats):
+    """Best wall time of `repeats` calls of `fn` (warm it up first)."""
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 # --------------------------------------------------------------------------------------------
 # Worker side
 # --------------------------------------------------------------------------------------------
@@ -183,15 +231,16 @@ class Report:
     def median(self, contender, metric):
         return self.summary[contender][metric]["median"]
 
-    def ratio(self, a, b, metric):
-        """`{"ratio": median(a) / median(b), "loaded": bool}`; loaded when either side was LOADED."""
-        ma, mb = self.median(a, metric), self.median(b, metric)
+    def ratio(self, a, b, metric, metric_b=None):
+        """`{"ratio": median(a) / median(b), "loaded": bool}` of `metric` (of `metric_b` for b, if
+        given); loaded when either side was LOADED."""
+        ma, mb = self.median(a, metric), self.median(b, metric_b or metric)
         value = ma / mb if ma is not None and mb else None
         return {"ratio": value, "loaded": bool(self.loaded[a] or self.loaded[b])}
 
-    def ratio_text(self, a, b, metric, label=None):
-        """'a / b: 1.23x metric' on a quiet machine; never worded as a speedup when LOADED."""
-        r = self.ratio(a, b, metric)
+    def ratio_text(self, a, b, metric, label=None, metric_b=None):
+        """'a / b (metric): 1.23x' on a quiet machine; never worded as a speedup when LOADED."""
+        r = self.ratio(a, b, metric, metric_b)
         head = label or f"{a} / {b} ({metric})"
         if r["ratio"] is None:
             return f"{head}: n/a"
