@@ -237,13 +237,13 @@ def test_batching_splits_long_lists_below_message_limits(client, monkeypatch):
     """8 MB of text (twice gRPC's default 4 MB message limit) in requests of <= batch_size rows."""
     texts = ["ab" * 1000 + "e" * (i % 7) for i in range(4000)]
     sizes = []
-    send = client._predict_once
+    send = client._start_request
 
-    def spy(arrays, output_filter):
+    def spy(arrays, output_filter, signature_name):
         sizes.append(sum(len(client_lib.to_tensor_proto(a).SerializeToString()) for a in arrays.values()))
-        return send(arrays, output_filter)
+        return send(arrays, output_filter, signature_name)
 
-    monkeypatch.setattr(client, "_predict_once", spy)
+    monkeypatch.setattr(client, "_start_request", spy)
     out = client.predict({"text": texts}, batch_size=500)
     assert len(sizes) == 8 and max(sizes) < 4 * 1024 * 1024 < sum(sizes)
     np.testing.assert_allclose(out["probabilities"][:, 1], [expected_positive(t) for t in texts], atol=1e-6)
