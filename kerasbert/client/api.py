@@ -185,8 +185,8 @@ class Client(Transport):
         max_in_flight: how many of those requests are on their way at once (pipelined: the next
             leaves before the previous one is answered); answers are put back in input order.
             1 sends them one after another.
-        progress: a progress line on stderr for lists that take several requests: ``None`` (default)
-            only when stderr is a terminal, ``True`` always, ``False`` never. Each method's
+        progress: a progress line on stderr: ``None`` (default) only when stderr is a terminal and
+            the list takes several requests, ``True`` always, ``False`` never. Each method's
             ``progress=`` overrides it.
         tls: connect over TLS (implied by any of the three below); without ``ca_cert`` the
             system's CAs verify the server.
