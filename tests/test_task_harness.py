@@ -659,7 +659,7 @@ def test_served_through_the_client(harness, server, name, protocol):
         assert client.rest == (protocol == "rest")
         assert client.task == name
         assert client.export_metadata().task == name
-        assert set(client.metadata()["signatures"]) == set(
+        assert {s for s in client.metadata()["signatures"] if not s.startswith("__")} == set(
             contract.signatures_for(name, harness["built"][name].task.text_pair)
         )
         RECIPES[name].check_client(client, RECIPES[name].probe, fresh)
