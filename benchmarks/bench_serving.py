@@ -143,10 +143,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def role(name, *args, timeout=900):
-    """Runs this script as `--_role name args...` in a new process; returns the JSON it prints last."""
+def role(name, *args, timeout=900, script=__file__):
+    """Runs this script (or `script`) as `--_role name args...` in a new process; returns the JSON it prints last."""
     out = subprocess.run(
-        [sys.executable, __file__, "--_role", name, *map(str, args)],
+        [sys.executable, str(script), "--_role", name, *map(str, args)],
         cwd=REPO,
         capture_output=True,
         text=True,

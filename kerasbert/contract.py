@@ -111,6 +111,9 @@ _METADATA_SIG = Signature((), (METADATA,))
 _CLASSIFY_OUT = (PROBABILITIES, LABEL_IDS, LABELS, CLASS_NAMES)
 _ENTITY_OUT = (ENTITY_LABELS, ENTITY_STARTS, ENTITY_ENDS, ENTITY_TEXTS, ENTITY_SCORES, NUM_ENTITIES)
 _TOKEN_TAG_OUT = (TOKENS, TOKEN_LABELS, TOKEN_PROBABILITIES, TOKEN_STARTS, TOKEN_ENDS)
+# The `tokens` signature of classification, regression and question answering exports: one text's
+# WordPieces (no [CLS]/[SEP], "" padding) with code point offsets into it (-1 padding).
+_TEXT_TOKENS_SIG = Signature((TEXT,), (TOKENS, TOKEN_STARTS, TOKEN_ENDS))
 _ANSWER_OUT = (ANSWER, START, END, SCORE, ANSWERS, ANSWER_STARTS, ANSWER_ENDS, ANSWER_SCORES)
 
 
@@ -122,9 +125,9 @@ def signatures_for(task: str, text_pair: bool = False) -> dict[str, Signature]:
     """
     inputs = (TEXT, TEXT_PAIR) if text_pair else (TEXT,)
     if task == CLASSIFICATION:
-        sigs = {SERVING_DEFAULT: Signature(inputs, _CLASSIFY_OUT)}
+        sigs = {SERVING_DEFAULT: Signature(inputs, _CLASSIFY_OUT), TOKENS_SIGNATURE: _TEXT_TOKENS_SIG}
     elif task == REGRESSION:
-        sigs = {SERVING_DEFAULT: Signature(inputs, (SCORE,))}
+        sigs = {SERVING_DEFAULT: Signature(inputs, (SCORE,)), TOKENS_SIGNATURE: _TEXT_TOKENS_SIG}
     elif task == EMBEDDING:
         sigs = {
             SERVING_DEFAULT: Signature((TEXT,), (EMBEDDINGS,)),
@@ -136,7 +139,7 @@ def signatures_for(task: str, text_pair: bool = False) -> dict[str, Signature]:
             TOKENS_SIGNATURE: Signature((TEXT,), _TOKEN_TAG_OUT),
         }
     elif task == QUESTION_ANSWERING:
-        sigs = {SERVING_DEFAULT: Signature((QUESTION, CONTEXT), _ANSWER_OUT)}
+        sigs = {SERVING_DEFAULT: Signature((QUESTION, CONTEXT), _ANSWER_OUT), TOKENS_SIGNATURE: _TEXT_TOKENS_SIG}
     else:
         raise ValueError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
     sigs[METADATA_SIGNATURE] = _METADATA_SIG

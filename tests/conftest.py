@@ -171,6 +171,7 @@ SLOW_FILES = {
     "test_tasks.py": 70,
     "test_pretrain_pipeline.py": 65,
     "test_bench_qa.py": 80,
+    "test_bench_client.py": 160,
     "test_resume.py": 55,
     "test_question_answering.py": 50,
     "test_tagging_export.py": 50,
@@ -181,6 +182,7 @@ SLOW_FILES = {
     "test_client_tasks.py": 35,
     "test_client_embeddings.py": 35,
     "test_client.py": 30,
+    "test_client_pipeline.py": 30,
     "test_embedding.py": 30,
 }
 

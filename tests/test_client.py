@@ -237,13 +237,13 @@ def test_batching_splits_long_lists_below_message_limits(client, monkeypatch):
     """8 MB of text (twice gRPC's default 4 MB message limit) in requests of <= batch_size rows."""
     texts = ["ab" * 1000 + "e" * (i % 7) for i in range(4000)]
     sizes = []
-    send = client._predict_once
+    send = client._start_request
 
-    def spy(arrays, output_filter):
+    def spy(arrays, output_filter, signature_name):
         sizes.append(sum(len(client_lib.to_tensor_proto(a).SerializeToString()) for a in arrays.values()))
-        return send(arrays, output_filter)
+        return send(arrays, output_filter, signature_name)
 
-    monkeypatch.setattr(client, "_predict_once", spy)
+    monkeypatch.setattr(client, "_start_request", spy)
     out = client.predict({"text": texts}, batch_size=500)
     assert len(sizes) == 8 and max(sizes) < 4 * 1024 * 1024 < sum(sizes)
     np.testing.assert_allclose(out["probabilities"][:, 1], [expected_positive(t) for t in texts], atol=1e-6)
@@ -360,12 +360,30 @@ def test_real_finetuned_export_matches_the_saved_model(trained_export):
     texts = ["a gripping, beautifully acted film", "dull and far too long", "ok", "Ça ne va pas du tout"]
     direct = tf.saved_model.load(trained_export["export"]).signatures["serving_default"](text=tf.constant(texts))
     class_names = [n.decode() for n in direct["class_names"].numpy()[0]]
+    loaded_tokens = tf.saved_model.load(trained_export["export"]).signatures["tokens"](text=tf.constant(texts))
     name = trained_export["model_name"]
-    with running_server(model_base_path=trained_export["base"], model_name=name) as srv:
+    with running_server(model_base_path=trained_export["base"], model_name=name, rest_api=True) as srv:
         with Client(target=f"127.0.0.1:{srv.port}", model_name=name) as c:
             results = c.classify(texts, batch_size=3)
             meta = c.metadata()
+            tokens = c.tokens(texts, batch_size=3)
+        with Client(srv.rest_url, model_name=name) as rest:  # REST: the same answers
+            assert rest.classify(texts, batch_size=3) == results and rest.tokens(texts) == tokens
     assert meta["inputs"] == {"text": {"dtype": "string", "shape": [None]}}
+    # the classification export's `tokens` signature: WordPieces with offsets into the raw text
+    strings, starts = loaded_tokens["tokens"].numpy().astype(str), loaded_tokens["token_starts"].numpy()
+    for text, row, expected, offsets in zip(texts, tokens, strings, starts):
+        assert [t["token"] for t in row] == [t for t in expected if t]
+        assert [t["start"] for t in row] == [int(o) for o in offsets if o >= 0]
+        assert all(text[t["start"] : t["end"]] for t in row)
+    assert [(t["token"], t["start"], t["end"]) for t in tokens[1]] == [
+        ("dull", 0, 4),
+        ("and", 5, 8),
+        ("far", 9, 12),
+        ("too", 13, 16),
+        ("long", 17, 21),
+    ]
+    assert [(t["token"], t["start"], t["end"]) for t in tokens[2]] == [("o", 0, 1), ("##k", 1, 2)]
     assert [r["label"] for r in results] == [n.decode() for n in direct["labels"].numpy()]
     probabilities = [[r["probabilities"][n] for n in class_names] for r in results]
     np.testing.assert_allclose(probabilities, direct["probabilities"].numpy(), atol=1e-5)

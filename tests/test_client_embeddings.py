@@ -127,13 +127,13 @@ def test_encode_batches_by_length_and_keeps_the_callers_order(client, monkeypatc
     rng = np.random.default_rng(0)
     texts = ["".join(rng.choice(list("abcxyz "), size=n)) for n in rng.permutation(np.arange(1, 18) * 3)]
     sent = []
-    send = client._predict_once
+    send = client._start_request
 
-    def spy(arrays, output_filter):
+    def spy(arrays, output_filter, signature_name):
         sent.append(list(arrays["text"]))
-        return send(arrays, output_filter)
+        return send(arrays, output_filter, signature_name)
 
-    monkeypatch.setattr(client, "_predict_once", spy)
+    monkeypatch.setattr(client, "_start_request", spy)
     out = client.encode(texts, batch_size=5)
     assert [len(batch) for batch in sent] == [5, 5, 5, 2]
     lengths = [len(t) for batch in sent for t in batch]
@@ -193,8 +193,10 @@ def test_similarity_of_texts_and_embeddings(client):
 
 def test_similarity_sends_all_texts_in_one_request(client, monkeypatch):
     calls = []
-    send = client._predict_once
-    monkeypatch.setattr(client, "_predict_once", lambda arrays, f: calls.append(len(arrays["text"])) or send(arrays, f))
+    send = client._start_request
+    monkeypatch.setattr(
+        client, "_start_request", lambda arrays, f, sig: calls.append(len(arrays["text"])) or send(arrays, f, sig)
+    )
     client.similarity(["a", "b"], ["c", "d", "e"])
     assert calls == [5]
 

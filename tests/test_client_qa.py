@@ -117,9 +117,11 @@ def test_batch_form_equals_the_singles(client, monkeypatch):
     contexts = [c for _, c, _ in CASES]
     singles = [client.answer(q, c) for q, c in zip(questions, contexts)]
     sizes = []
-    send = client._predict_once
+    send = client._start_request
     monkeypatch.setattr(
-        client, "_predict_once", lambda arrays, f: sizes.append(len(arrays[contract.CONTEXT])) or send(arrays, f)
+        client,
+        "_start_request",
+        lambda arrays, f, sig: sizes.append(len(arrays[contract.CONTEXT])) or send(arrays, f, sig),
     )
     assert client.answer(questions, contexts, batch_size=2) == approx(singles)
     assert sizes == [2, 2, 2] and len(CASES) == 6  # three requests, each decoded on its own

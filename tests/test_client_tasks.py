@@ -31,6 +31,7 @@ from kerasbert.client import (
     InvalidInput,
     KerasBertClientError,
     NoExportMetadata,
+    SignatureNotFound,
     WrongTask,
 )
 from serving_utils import running_server
@@ -375,8 +376,10 @@ def test_entities_single_string_and_batches(connect, monkeypatch):
     assert client.entities("nothing here") == []
     # Requests of 2 texts are padded to different widths; each is decoded on its own.
     sizes = []
-    send = client._predict_once
-    monkeypatch.setattr(client, "_predict_once", lambda arrays, f: sizes.append(len(arrays["text"])) or send(arrays, f))
+    send = client._start_request
+    monkeypatch.setattr(
+        client, "_start_request", lambda arrays, f, sig: sizes.append(len(arrays["text"])) or send(arrays, f, sig)
+    )
     assert client.entities(TEXTS, batch_size=2) == [expected_entities(t) for t in TEXTS]
     assert sizes == [2, 2, 2]
     with pytest.raises(KerasBertClientError, match="different shape in each request.*entities"):
@@ -436,11 +439,9 @@ def test_non_string_inputs_are_named(connect):
     "model, call, use",
     [
         ("emb", lambda c: c.classify("a"), "use encode(), similarity(), search() or encode_tokens()"),
-        ("emb", lambda c: c.tokens("a"), "use encode(), similarity(), search() or encode_tokens()"),
         ("emb", lambda c: c.entities("Paris"), "use encode(), similarity(), search() or encode_tokens()"),
         ("cls", lambda c: c.encode("a"), "use classify()"),
         ("cls", lambda c: c.entities("Paris"), "use classify()"),
-        ("cls", lambda c: c.tokens("Paris"), "use classify()"),  # no `tokens` signature at all
         ("cls", lambda c: c.regress("a"), "use classify()"),
         ("ner", lambda c: c.classify("a"), "use entities() or tokens()"),
         ("ner", lambda c: c.encode("a"), "use entities() or tokens()"),
@@ -454,6 +455,20 @@ def test_wrong_task_says_what_to_call(connect, model, call, use):
     ) as info:
         call(connect(model))
     assert info.value.task == task and info.value.expected in contract.TASKS and info.value.expected != task
+
+
+def test_tokens_of_an_export_without_the_signature_says_to_export_again(connect):
+    """The fake "cls" export has no `tokens` signature (like classification exports of older kerasbert)."""
+    with pytest.raises(SignatureNotFound, match="is a classification export without a 'tokens' signature.*export the"):
+        connect("cls").tokens("Paris")
+
+
+def test_tokens_of_an_embedding_export(connect):
+    """Every export kind answers tokens(): here the embedding export's packed WordPieces (no offsets)."""
+    assert connect("emb").tokens(["a bc", "d"]) == [
+        [{"token": "a", "start": None, "end": None}, {"token": "bc", "start": None, "end": None}],
+        [{"token": "d", "start": None, "end": None}],
+    ]
 
 
 def test_rejected_request_to_another_task_becomes_wrong_task(connect):

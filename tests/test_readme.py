@@ -91,6 +91,7 @@ RUN = {
     "python -m kerasbert.train --init_checkpoint runs/bert/pretrained": "test_pretraining_chain_and_finetune_snippet",
     "python -m kerasbert.serve --port 8500 --rest_api_port 8501": "test_serve_rest_client_and_ui",
     "python -m kerasbert.client --server localhost:8500 --model kerasbert": "test_serve_rest_client_and_ui",
+    "python -m kerasbert.client --server http://localhost:8501 --model kerasbert": "test_serve_rest_client_and_ui",
     "KERASBERT_SERVER=localhost:8500 KERASBERT_MODEL=kerasbert streamlit run": "test_serve_rest_client_and_ui",
 }
 
@@ -107,6 +108,7 @@ PYTHON_RUN = {
     'Client("localhost:8500", model_name="minilm")': "test_embedding_export_serve_and_snippet",
     'tf.saved_model.load("exports/kerasbert/1")': "test_make_run_then_export_snippet",
     'Client("localhost:8500", model_name="kerasbert")': "test_serve_rest_client_and_ui",
+    'Client("http://localhost:8501", model_name="kerasbert"': "test_serve_rest_client_and_ui",
 }
 
 
@@ -451,12 +453,14 @@ class _Record(ast.NodeTransformer):
         return ast.copy_location(ast.Expr(call), node)
 
 
-def run_snippet(marker, work, address=None):
-    """Runs the README python block with `marker` in `work` (`localhost:8500` -> `address`);
-    returns the values of its expression statements, in order, and its namespace."""
+def run_snippet(marker, work, address=None, rest_address=None):
+    """Runs the README python block with `marker` in `work` (`localhost:8500` -> `address`, `localhost:8501`
+    -> `rest_address`); returns the values of its expression statements, in order, and its namespace."""
     code = readme_python(marker)
     if address:
         code = code.replace("localhost:8500", address)
+    if rest_address:
+        code = code.replace("localhost:8501", rest_address)
     tree = ast.fix_missing_locations(_Record().visit(ast.parse(code)))
     namespace = {"_values": []}
     with cwd(work):
@@ -555,6 +559,26 @@ def test_serve_rest_client_and_ui(make_run, work, capsys):
         )
         assert [c["label"] in ("negative", "positive") for c in classified] == [True, True]
         assert status == [(1, "AVAILABLE")] and task == "classification"
+
+        # over REST: the WordPieces (every export has a `tokens` signature), pipelined lists, futures
+        run_readme("python -m kerasbert.client --server http://localhost:8501 --model kerasbert", work, ports=ports)
+        printed = json.loads(capsys.readouterr().out)
+        assert [(t["token"], t["start"], t["end"]) for t in printed[0]] == [
+            ("a", 0, 1),
+            ("gripping", 2, 10),
+            ("film", 11, 15),
+        ]
+        (label, tokens), namespace = run_snippet(
+            'Client("http://localhost:8501", model_name="kerasbert"', work, rest_address=f"localhost:{ports[8501]}"
+        )
+        with Client(address, model_name="kerasbert", max_in_flight=1) as client:  # = gRPC, one request at a time
+            reference = client.classify(namespace["texts"])
+        assert [r["label"] for r in namespace["labels"]] == [r["label"] for r in reference]
+        got = [p for r in namespace["labels"] for p in r["probabilities"].values()]
+        assert got == pytest.approx([p for r in reference for p in r["probabilities"].values()], abs=1e-5)
+        assert len(namespace["labels"]) == 1000 and label in ("negative", "positive")
+        assert tokens == printed[0]
+        assert "rows 1,000/1,000 (100%)" in capsys.readouterr().err  # progress=True
 
         key = "KERASBERT_SERVER=localhost:8500 KERASBERT_MODEL=kerasbert streamlit run"
         with readme_streamlit(key) as (url, env):

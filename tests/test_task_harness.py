@@ -189,9 +189,13 @@ def _check_regress(client, probe, fresh):
 
 
 def _check_encode(client, probe, fresh):
-    got = client.encode(probe[contract.TEXT])
+    got, shown = client.encode(probe[contract.TEXT], show_tokens=True)
     np.testing.assert_allclose(got, fresh[contract.SERVING_DEFAULT][contract.EMBEDDINGS], atol=ATOL)
     tok = fresh[contract.TOKENS_SIGNATURE]
+    assert shown == [
+        [t for t, k in zip(tokens, mask) if k] for tokens, mask in zip(tok[contract.TOKENS], tok[contract.MASK])
+    ]
+    assert shown[0][0] == "[CLS]" and shown[0][-1] == "[SEP]"
     for row, tokens, mask, vectors in zip(
         client.encode_tokens(probe[contract.TEXT]),
         tok[contract.TOKENS],
@@ -227,6 +231,28 @@ def _check_entities(client, probe, fresh):
         keep = [j for j, t in enumerate(tok[contract.TOKENS][i]) if t != ""]
         assert [r["token"] for r in rows] == [tok[contract.TOKENS][i][j] for j in keep]
         assert [r["label"] for r in rows] == [tok[contract.TOKEN_LABELS][i][j] for j in keep]
+
+
+def _check_tokens(client, probe, fresh):
+    """Every export kind has a `tokens` signature: client.tokens() gives its WordPieces (padding removed) with
+    the offsets the export gives, and `text[start:end]` is each token's source."""
+    tok = fresh[contract.TOKENS_SIGNATURE]
+    texts = probe[contract.TEXT]
+    rows = client.tokens(texts)
+    assert len(rows) == len(texts)
+    for i, (text, row) in enumerate(zip(texts, rows)):
+        keep = tok[contract.MASK][i] if contract.MASK in tok else [t != "" for t in tok[contract.TOKENS][i]]
+        assert [r["token"] for r in row] == [t for t, k in zip(tok[contract.TOKENS][i], keep) if k]
+        if contract.TOKEN_STARTS not in tok:
+            assert all(r["start"] is None and r["end"] is None for r in row)
+            continue
+        spans = zip(tok[contract.TOKEN_STARTS][i], tok[contract.TOKEN_ENDS][i], keep)
+        assert [(r["start"], r["end"]) for r in row] == [
+            (s if s >= 0 else None, e if e >= 0 else None) for s, e, k in spans if k
+        ]
+        for r in row:
+            if r["start"] is not None and r["token"] != "[UNK]":
+                assert text[r["start"] : r["end"]].lower() == r["token"].removeprefix("##"), (text, r)
 
 
 def _check_answers(client, probe, fresh):
@@ -323,6 +349,7 @@ RECIPES: dict[str, Recipe] = {
         chance=10.0,
         probe={
             contract.QUESTION: ["staff and Paris", "room and Mary Jones", "staff and Tokyo", "room and Bob"],
+            contract.TEXT: ["where did Mary Jones go?", "Berlin"],  # the `tokens` signature's input
             contract.CONTEXT: [
                 "yesterday Alice went to Paris",
                 "then we met in Berlin and Mary Jones went to New York today from Rome",
@@ -544,7 +571,7 @@ def server(harness):
     ]
     config = harness["root"] / "models.config"
     config.write_text("model_config_list {\n" + "\n".join(entries) + "\n}\n", encoding="utf-8")
-    with running_server(model_config_file=config, timeout=180) as srv:
+    with running_server(model_config_file=config, timeout=300, rest_api=True) as srv:  # 5 loads + warmups
         yield srv
 
 
@@ -618,13 +645,22 @@ def test_fresh_process_reload(harness, name):
                 assert got[key] == value, f"{name} {sig_name}/{key}"
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
 @pytest.mark.parametrize("name", task_names())
-def test_served_through_the_client(harness, server, name):
+def test_served_through_the_client(harness, server, name, protocol):
+    """Every method of the task, and tokens(), over gRPC and over TF Serving's REST API: both answer what the
+    export answers in a fresh process (so REST answers equal gRPC's)."""
     from kerasbert.client import Client
 
     _built(harness, name)
     fresh = {sig: v["values"] for sig, v in harness["fresh"][name].items()}
-    with Client(target=server.address, model_name=name, timeout=60) as client:
+    target = server.address if protocol == "grpc" else server.rest_url
+    with Client(target=target, model_name=name, timeout=60, batch_size=2) as client:
+        assert client.rest == (protocol == "rest")
         assert client.task == name
         assert client.export_metadata().task == name
+        assert {s for s in client.metadata()["signatures"] if not s.startswith("__")} == set(
+            contract.signatures_for(name, harness["built"][name].task.text_pair)
+        )
         RECIPES[name].check_client(client, RECIPES[name].probe, fresh)
+        _check_tokens(client, RECIPES[name].probe, fresh)

@@ -1,8 +1,12 @@
-"""A gRPC client for raw-string kerasbert SavedModels.
+"""A gRPC (or REST) client for raw-string kerasbert SavedModels.
 
 Talks the standard TensorFlow Serving protocol only (``PredictionService.Predict``,
-``PredictionService.GetModelMetadata`` and ``ModelService.GetModelStatus``), so it works
-unchanged against stock ``tensorflow_model_server`` and against ``python -m kerasbert.serve``.
+``PredictionService.GetModelMetadata`` and ``ModelService.GetModelStatus``; or, for an
+``http://host:port`` address, TF Serving's REST API ``/v1/models/<name>:predict``, ``/metadata`` and
+status), so it works unchanged against stock ``tensorflow_model_server`` and against
+``python -m kerasbert.serve``. Long lists go in pipelined requests (``max_in_flight`` at once), every
+method has a ``*_async`` twin returning a ``concurrent.futures.Future``, and ``encode(...,
+show_tokens=True)`` / ``tokens()`` show the WordPieces the model sees.
 
 Importing this package does NOT import TensorFlow: the TF Serving protobuf modules are
 loaded without running ``tensorflow/__init__.py`` (0.3 s instead of 5-9 s), and tensors
@@ -13,7 +17,8 @@ Layout: :mod:`~kerasbert.client.transport` (channel, Predict / GetModelMetadata 
 GetModelStatus, gRPC errors -> :mod:`~kerasbert.client.errors`), :mod:`~kerasbert.client.tensors`
 (numpy <-> ``TensorProto``), :mod:`~kerasbert.client.protos` (the TF-free proto import),
 :mod:`~kerasbert.client.decoders` (per-task outputs -> Python), :mod:`~kerasbert.client.api`
-(:class:`Client`) and :mod:`~kerasbert.client.cli` (``python -m kerasbert.client``).
+(:class:`Client`), :mod:`~kerasbert.client.rest` (the REST wire), :mod:`~kerasbert.client.progress`
+(the stderr progress line) and :mod:`~kerasbert.client.cli` (``python -m kerasbert.client``).
 
 Example:
 
@@ -48,6 +53,7 @@ from kerasbert.client.errors import (
     KerasBertClientError,
     ModelNotFound,
     NoExportMetadata,
+    NotAString,
     RequestTimeout,
     ServerUnavailable,
     SignatureNotFound,
@@ -71,6 +77,7 @@ __all__ = [
     "KerasBertClientError",
     "ModelNotFound",
     "NoExportMetadata",
+    "NotAString",
     "RequestTimeout",
     "ServerUnavailable",
     "SignatureNotFound",

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from kerasbert import contract
 from kerasbert.client import decoders
-from kerasbert.client.errors import InvalidInput, KerasBertClientError, NoExportMetadata, WrongTask
+from kerasbert.client.errors import (
+    InvalidInput,
+    KerasBertClientError,
+    NoExportMetadata,
+    NotAString,
+    SignatureNotFound,
+    WrongTask,
+)
 from kerasbert.client.transport import Transport
 
 # What to call for each task (the hint of a WrongTask error).
@@ -28,19 +36,22 @@ TASK_METHODS = {
 
 
 def _text_list(texts: str | bytes | Iterable[str], what: str) -> list[Any]:
-    """One string or an iterable of strings as a non-empty list; TypeError naming a non-string."""
+    """One string or an iterable of strings as a non-empty list; NotAString (an InvalidInput and a TypeError)
+    naming the index of a non-string, before anything is sent."""
     if isinstance(texts, (str, bytes)):
         texts = [texts]
     elif isinstance(texts, np.ndarray):
         texts = texts.reshape(-1).tolist()
     elif not isinstance(texts, Iterable):
-        raise TypeError(f"{what} must be a string or a list of strings, got {type(texts).__name__} {texts!r}")
+        message = f"{what} must be a string or a list of strings, got {type(texts).__name__} {texts!r}"
+        raise NotAString(message, None, message)
     texts = list(texts)
     if not texts:
         raise ValueError(f"{what} is empty: pass at least one string")
     for i, text in enumerate(texts):
         if not isinstance(text, (str, bytes)):
-            raise TypeError(f"{what}[{i}] is {text!r} ({type(text).__name__}), not a string")
+            message = f"{what}[{i}] is {text!r} ({type(text).__name__}), not a string"
+            raise NotAString(message, None, message)
     return texts
 
 
@@ -98,6 +109,11 @@ def _texts_or_vectors(values: Any, what: str) -> tuple[list[Any] | None, np.ndar
     return None, np.atleast_2d(values.astype(np.float32)), values.ndim == 1
 
 
+def _task_of(meta: contract.ExportMetadata | None, default: str) -> str:
+    """The export's own task, or ``default`` when it does not say."""
+    return meta.task if meta is not None else default
+
+
 def cosine_similarity(a: Any, b: Any = None) -> np.ndarray:
     """Cosine similarity between the rows of two embedding matrices.
 
@@ -137,6 +153,20 @@ def cosine_similarity(a: Any, b: Any = None) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
+def _asynchronous(name: str) -> Callable[..., concurrent.futures.Future]:
+    """``Client.<name>_async``: the method run by :meth:`Transport.submit`, returning a Future at once."""
+
+    def method(self: Client, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        return self.submit(getattr(self, name), *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = f"{name}_async"
+    method.__doc__ = (
+        f"Like :meth:`{name}` (same arguments) but returns at once: a ``concurrent.futures.Future`` whose "
+        f"``result()`` is what ``{name}()`` returns (or raises its error). See :meth:`submit`."
+    )
+    return method
+
+
 class Client(Transport):
     """A client for a TF Serving-compatible gRPC server serving a kerasbert SavedModel.
 
@@ -152,6 +182,12 @@ class Client(Transport):
         target: ``"host:port"``; overrides ``host``/``port``.
         batch_size: long input lists are sent in requests of at most this many rows, so
             huge lists stay below gRPC message size limits.
+        max_in_flight: how many of those requests are on their way at once (pipelined: the next
+            leaves before the previous one is answered); answers are put back in input order.
+            1 sends them one after another.
+        progress: a progress line on stderr: ``None`` (default) only when stderr is a terminal and
+            the list takes several requests, ``True`` always, ``False`` never. Each method's
+            ``progress=`` overrides it.
         tls: connect over TLS (implied by any of the three below); without ``ca_cert`` the
             system's CAs verify the server.
         ca_cert: the CA certificate that signed the server's (a path, or PEM text/bytes).
@@ -165,6 +201,12 @@ class Client(Transport):
     client.status()                     # [(1, 'AVAILABLE')]
     client.classify(["great", "awful"])[1]["label"]   # 'negative'
     client.close()
+
+    # TF Serving's REST API instead of gRPC (the same methods and errors)
+    Client("http://localhost:8501", model_name="sst2").classify("great")
+
+    # without waiting: a concurrent.futures.Future per call (bert-as-service's encode_async)
+    future = client.encode_async(["a", "b"]); ...; vectors = future.result()
 
     # TLS (the server's --ssl_config_file), with a client certificate for client_verify
     Client("serving.example.com:8500", model_name="sst2", ca_cert="ca.pem",
@@ -256,7 +298,12 @@ class Client(Transport):
     # -- API -------------------------------------------------------------------------------
 
     def classify(
-        self, texts: str | Iterable[str], text_pairs: str | Iterable[str] | None = None, batch_size: int | None = None
+        self,
+        texts: str | Iterable[str],
+        text_pairs: str | Iterable[str] | None = None,
+        batch_size: int | None = None,
+        *,
+        progress: bool | None = None,
     ) -> list[dict[str, Any]]:
         """Classifies texts (or text pairs) with a classification export.
 
@@ -264,6 +311,7 @@ class Client(Transport):
             texts: one string or a list of strings.
             text_pairs: for pair tasks (e.g. MRPC), the second strings, one per text.
             batch_size: rows per request (default: the client's ``batch_size``).
+            progress: a progress line on stderr (default: the client's ``progress``).
 
         Returns:
             One dict per text (also for a single string): ``label`` (str), ``label_id`` (int)
@@ -277,10 +325,16 @@ class Client(Transport):
         ```
         """
         with self._for_task(contract.CLASSIFICATION, "use regress() or predict()"):
-            return decoders.classification(self.predict(self._text_inputs(texts, text_pairs), batch_size=batch_size))
+            outputs = self.predict(self._text_inputs(texts, text_pairs), batch_size=batch_size, progress=progress)
+            return decoders.classification(outputs)
 
     def regress(
-        self, texts: str | Iterable[str], text_pairs: str | Iterable[str] | None = None, batch_size: int | None = None
+        self,
+        texts: str | Iterable[str],
+        text_pairs: str | Iterable[str] | None = None,
+        batch_size: int | None = None,
+        *,
+        progress: bool | None = None,
     ) -> np.ndarray:
         """Scores texts (or text pairs) with a regression export (e.g. STS-B).
 
@@ -288,6 +342,7 @@ class Client(Transport):
             texts: one string or a list of strings.
             text_pairs: the second strings for pair tasks, one per text.
             batch_size: rows per request (default: the client's ``batch_size``).
+            progress: a progress line on stderr (default: the client's ``progress``).
 
         Returns:
             float32 array of shape ``[len(texts)]`` with the ``score`` output.
@@ -299,28 +354,41 @@ class Client(Transport):
         ```
         """
         with self._for_task(contract.REGRESSION, "use classify() or predict()"):
-            return decoders.regression(self.predict(self._text_inputs(texts, text_pairs), batch_size=batch_size))
+            outputs = self.predict(self._text_inputs(texts, text_pairs), batch_size=batch_size, progress=progress)
+            return decoders.regression(outputs)
 
     def encode(
-        self, texts: str | Iterable[str], batch_size: int | None = None, *, sort_by_length: bool = True
-    ) -> np.ndarray:
+        self,
+        texts: str | Iterable[str],
+        batch_size: int | None = None,
+        *,
+        sort_by_length: bool = True,
+        show_tokens: bool = False,
+        progress: bool | None = None,
+    ) -> np.ndarray | tuple[np.ndarray, list[list[str]]]:
         """Embeds texts with an embedding export (``python -m kerasbert.export --mode embedding``).
 
         Like bert-as-service's ``BertClient.encode``: long lists are sent in requests of at most
-        ``batch_size`` texts, and each request waits at most the client's ``timeout``.
+        ``batch_size`` texts, up to the client's ``max_in_flight`` requests at once (pipelined),
+        and each request waits at most the client's ``timeout``; rows come back in your order.
 
         Args:
             texts: one string or a list of strings.
             batch_size: texts per request (default: the client's ``batch_size``).
             sort_by_length: send texts of similar length together (the answer keeps your order).
                 Exports pad each request only to its longest text, so this saves work.
+            show_tokens: also return each text's WordPieces (``[CLS]`` and ``[SEP]`` included), from the
+                export's ``tokens`` signature, like bert-as-service's ``show_tokens``.
+            progress: a progress line on stderr (default: the client's ``progress``; off when stderr is not
+                a terminal).
 
         Returns:
-            float32 array ``[len(texts), dim]`` (one row also for a single string).
+            float32 array ``[len(texts), dim]`` (one row also for a single string); with
+            ``show_tokens``, ``(vectors, tokens)`` where ``tokens[i]`` is the list of text i's WordPieces.
 
         Raises:
             ValueError: no texts.
-            TypeError: a text is not a string (the message names its position).
+            NotAString: a text is not a string (the message names its position; also a TypeError).
             ServerUnavailable, RequestTimeout, ModelNotFound: see :class:`KerasBertClientError`.
             WrongTask: the model is not an embedding export (the message says what to call
                 instead), or the signature has no ``embeddings`` output.
@@ -329,6 +397,8 @@ class Client(Transport):
 
         ```python
         vectors = client.encode(["First do it", "then do it right"])   # shape (2, 384)
+        vectors, tokens = client.encode(["hello world"], show_tokens=True)
+        tokens   # [['[CLS]', 'hello', 'world', '[SEP]']]
         ```
         """
         texts = _text_list(texts, "texts")
@@ -338,17 +408,23 @@ class Client(Transport):
         hint = "export the model with `python -m kerasbert.export --mode embedding`"
         with self._for_task(contract.EMBEDDING, hint):
             embeddings = decoders.embeddings(
-                self.predict({contract.TEXT: [texts[i] for i in order]}, batch_size=batch_size)
+                self.predict({contract.TEXT: [texts[i] for i in order]}, batch_size=batch_size, progress=progress)
             )
         result = np.empty_like(embeddings)
         result[order] = embeddings
-        return result
+        if not show_tokens:
+            return result
+        return result, [
+            [row["token"] for row in text_tokens] for text_tokens in self.tokens(texts, batch_size=batch_size)
+        ]
 
     def encode_tokens(
         self,
         texts: str | Iterable[str],
         signature_name: str = contract.TOKENS_SIGNATURE,
         batch_size: int | None = None,
+        *,
+        progress: bool | None = None,
     ) -> list[dict[str, Any]]:
         """Per-token vectors from an embedding export's token signature, padding removed.
 
@@ -372,7 +448,7 @@ class Client(Transport):
         texts = _text_list(texts, "texts")
         with self._for_task(contract.EMBEDDING, "call the embedding export's token signature", signature_name):
             batches = self._predict_batches(
-                {contract.TEXT: texts}, batch_size=batch_size, signature_name=signature_name
+                {contract.TEXT: texts}, batch_size=batch_size, signature_name=signature_name, progress=progress
             )
             return [row for _, outputs in batches for row in decoders.token_embeddings(outputs)]
 
@@ -459,7 +535,7 @@ class Client(Transport):
     # -- token classification ----------------------------------------------------------------
 
     def entities(
-        self, texts: str | Iterable[str], batch_size: int | None = None
+        self, texts: str | Iterable[str], batch_size: int | None = None, *, progress: bool | None = None
     ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         """Named entities found by a token-classification (NER) export, with offsets into your text.
 
@@ -475,7 +551,7 @@ class Client(Transport):
             and runs of spaces). Entities come in text order; a text without any gives ``[]``.
 
         Raises:
-            ValueError: no texts. TypeError: a text is not a string (the message names it).
+            ValueError: no texts. NotAString: a text is not a string (the message names it).
             WrongTask: the model is not a token-classification export (the message says what to
                 call instead). ServerUnavailable, ModelNotFound, ...: as for any call.
 
@@ -493,7 +569,9 @@ class Client(Transport):
         with self._for_task(contract.TOKEN_CLASSIFICATION, hint):
             rows = [
                 row
-                for part, outputs in self._predict_batches({contract.TEXT: texts}, batch_size=batch_size)
+                for part, outputs in self._predict_batches(
+                    {contract.TEXT: texts}, batch_size=batch_size, progress=progress
+                )
                 for row in decoders.entities(outputs, texts[part])
             ]
         return rows[0] if single else rows
@@ -503,40 +581,66 @@ class Client(Transport):
         texts: str | Iterable[str],
         signature_name: str = contract.TOKENS_SIGNATURE,
         batch_size: int | None = None,
+        *,
+        progress: bool | None = None,
     ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
-        """Each WordPiece's tag from a token-classification export's ``tokens`` signature (inspection).
+        """The WordPieces the model sees, from the export's ``tokens`` signature: every export kind has one.
+
+        Classification, regression and question-answering exports give each text's WordPieces with
+        offsets (no ``[CLS]``/``[SEP]``); token-classification exports add each WordPiece's tag and its
+        probability; embedding exports give the packed sequence (``[CLS]`` ... ``[SEP]``, no offsets).
 
         Args:
             texts: one string, or a list of strings.
-            signature_name: the signature returning ``tokens``, ``token_labels`` and
-                ``token_probabilities`` (and ``token_starts``/``token_ends``).
+            signature_name: the signature returning ``tokens`` (and, where the export has them,
+                ``token_starts``/``token_ends``, ``token_labels``/``token_probabilities`` or ``mask``).
             batch_size: texts per request (default: the client's ``batch_size``).
+            progress: a progress line on stderr (default: the client's ``progress``).
 
         Returns:
             For one string, its list of tokens; for a list, one such list per text. A token is
-            ``{"token": str, "label": str, "probability": float, "start": int | None,
-            "end": int | None}``; offsets are code points into the text, ``None`` for tokens
-            that are not in it (``[CLS]``, ``[SEP]``). Padding is removed.
+            ``{"token": str, "start": int | None, "end": int | None}`` plus ``"label": str`` and
+            ``"probability": float`` for token-classification exports; offsets are code points into
+            the text (``text[start:end]`` is the token's source), ``None`` for tokens that are not in
+            it (``[CLS]``, ``[SEP]``) or when the export gives no offsets. Padding is removed.
 
         Raises:
-            as :meth:`entities`.
+            SignatureNotFound: the export has no ``tokens`` signature (classification, regression and
+                QA exports written before kerasbert added it: export the model again).
+            NotAString, ServerUnavailable, ModelNotFound, ...: as for :meth:`entities`.
 
         Example:
 
         ```python
-        client.tokens("Paris")
+        client.tokens("Paris")   # a token-classification export
         # [{'token': '[CLS]', 'label': 'O', 'probability': 0.99, 'start': None, 'end': None},
         #  {'token': 'paris', 'label': 'B-LOC', 'probability': 0.97, 'start': 0, 'end': 5}, ...]
+        client.tokens("Unaffable!")   # a classification export
+        # [{'token': 'una', 'start': 0, 'end': 3}, {'token': '##ffa', 'start': 3, 'end': 6}, ...]
         ```
         """
         single = isinstance(texts, (str, bytes))
         texts = [_as_str(t, i) for i, t in enumerate(_text_list(texts, "texts"))]
-        hint = "call a token_classification export's token signature"
-        with self._for_task(contract.TOKEN_CLASSIFICATION, hint, signature_name):
+        try:
             batches = self._predict_batches(
-                {contract.TEXT: texts}, batch_size=batch_size, signature_name=signature_name
+                {contract.TEXT: texts}, batch_size=batch_size, signature_name=signature_name, progress=progress
             )
-            rows = [row for _, outputs in batches for row in decoders.tagged_tokens(outputs)]
+            rows = [row for _, outputs in batches for row in decoders.tokens(outputs)]
+        except SignatureNotFound as err:
+            meta = self._known_metadata()
+            kind = f"{_a(meta.task)} export" if meta is not None else "an export"
+            raise SignatureNotFound(
+                f"{self._describe_model()} is {kind} without a '{signature_name}' signature: exports written "
+                f"before kerasbert gave every export kind one lack it; export the model again ({err.details})",
+                err.code,
+                err.details,
+            ) from None
+        except decoders.MissingOutputs as err:
+            raise self._wrong_task(
+                _task_of(self._known_metadata(), contract.TOKEN_CLASSIFICATION),
+                f"signature '{signature_name}' of {self._describe_model()} has {err}",
+                "pass the signature that returns 'tokens'",
+            ) from None
         return rows[0] if single else rows
 
     # -- question answering --------------------------------------------------------------------
@@ -546,6 +650,8 @@ class Client(Transport):
         questions: str | Iterable[str],
         contexts: str | Iterable[str],
         batch_size: int | None = None,
+        *,
+        progress: bool | None = None,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """Extractive answers from a question-answering export: the span of each context that answers its question.
 
@@ -570,7 +676,7 @@ class Client(Transport):
 
         Raises:
             ValueError: no questions or contexts, or lists of different lengths.
-            TypeError: a question or context is not a string (the message names it).
+            NotAString: a question or context is not a string (the message names it).
             WrongTask: the model is not a question-answering export (the message says what to call
                 instead). ServerUnavailable, ModelNotFound, ...: as for any call.
 
@@ -589,8 +695,21 @@ class Client(Transport):
             rows = [
                 row
                 for _, outputs in self._predict_batches(
-                    {contract.QUESTION: questions, contract.CONTEXT: contexts}, batch_size=batch_size
+                    {contract.QUESTION: questions, contract.CONTEXT: contexts}, batch_size=batch_size, progress=progress
                 )
                 for row in decoders.answers(outputs)
             ]
         return rows[0] if single else rows
+
+    # -- without waiting -------------------------------------------------------------------------
+
+    classify_async = _asynchronous("classify")
+    regress_async = _asynchronous("regress")
+    encode_async = _asynchronous("encode")
+    encode_tokens_async = _asynchronous("encode_tokens")
+    similarity_async = _asynchronous("similarity")
+    search_async = _asynchronous("search")
+    entities_async = _asynchronous("entities")
+    tokens_async = _asynchronous("tokens")
+    answer_async = _asynchronous("answer")
+    predict_async = _asynchronous("predict")

@@ -115,34 +115,38 @@ def entities(outputs: dict[str, np.ndarray], texts: list[str]) -> list[list[dict
     return results
 
 
-def tagged_tokens(outputs: dict[str, np.ndarray]) -> list[list[dict[str, Any]]]:
-    """Per text, its WordPieces ``{"token", "label", "probability", "start", "end"}``, padding removed.
+def tokens(outputs: dict[str, np.ndarray]) -> list[list[dict[str, Any]]]:
+    """Per text, its WordPieces ``{"token", "start", "end"}`` (+ ``"label"``, ``"probability"`` when the
+    export tags them), padding (``""``, or ``mask`` 0) removed.
 
-    ``start``/``end`` are code point offsets into the text, ``None`` where the export gives -1
-    (special tokens such as ``[CLS]``).
+    ``start``/``end`` are code point offsets into the text, ``None`` where the export gives -1 (special
+    tokens such as ``[CLS]``) or gives no offsets at all (embedding exports).
     """
-    tokens, labels, probabilities = require(
-        outputs, contract.TOKENS, contract.TOKEN_LABELS, contract.TOKEN_PROBABILITIES
-    )
+    (strings,) = require(outputs, contract.TOKENS)
+    mask = outputs[contract.MASK].astype(bool) if contract.MASK in outputs else strings != ""
+    labels = outputs.get(contract.TOKEN_LABELS)
+    probabilities = outputs.get(contract.TOKEN_PROBABILITIES)
     starts = outputs.get(contract.TOKEN_STARTS)
     ends = outputs.get(contract.TOKEN_ENDS)
     results = []
-    for i in range(len(tokens)):
+    for i in range(len(strings)):
         row = []
-        for j, token in enumerate(tokens[i]):
-            if token == "":
+        for j, token in enumerate(strings[i]):
+            if not mask[i, j]:
                 continue  # padding
-            row.append(
-                {
-                    "token": str(token),
-                    "label": str(labels[i, j]),
-                    "probability": float(probabilities[i, j]),
-                    "start": _offset(starts[i, j]) if starts is not None else None,
-                    "end": _offset(ends[i, j]) if ends is not None else None,
-                }
-            )
+            item = {"token": str(token)}
+            if labels is not None:
+                item["label"] = str(labels[i, j])
+            if probabilities is not None:
+                item["probability"] = float(probabilities[i, j])
+            item["start"] = _offset(starts[i, j]) if starts is not None else None
+            item["end"] = _offset(ends[i, j]) if ends is not None else None
+            row.append(item)
         results.append(row)
     return results
+
+
+tagged_tokens = tokens  # the former name (token-classification exports only)
 
 
 def answers(outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:

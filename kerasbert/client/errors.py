@@ -7,7 +7,8 @@ class KerasBertClientError(Exception):
     """Base class of all errors raised by :class:`Client` for failed server calls.
 
     Attributes:
-        code: the gRPC status code name (e.g. ``"UNAVAILABLE"``), or ``None``.
+        code: the gRPC status code name (e.g. ``"UNAVAILABLE"``; over REST the one the HTTP status stands
+            for), or ``None``.
         details: the server's own error message, or ``None``.
 
     Example:
@@ -37,6 +38,11 @@ class ModelNotFound(KerasBertClientError, LookupError):
 class InvalidInput(KerasBertClientError, ValueError):
     """The server rejected the request (gRPC ``INVALID_ARGUMENT``): wrong input names,
     dtypes, shapes or signature name. The message carries the server's explanation."""
+
+
+class NotAString(InvalidInput, TypeError):
+    """A text argument holds something that is not a string (``None``, a number...); raised before any
+    request is sent, and the message names the argument and the index. Also a ``TypeError``, as before."""
 
 
 class SignatureNotFound(InvalidInput):

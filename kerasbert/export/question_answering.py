@@ -37,6 +37,7 @@ The Python twin is `kerasbert.tasks.question_answering.decode_spans`
 import tensorflow as tf
 
 from kerasbert import contract
+from kerasbert.export.saved_model import text_tokens_endpoint
 
 
 def pack_qa_windows(preprocessor, question_ids, context_ids, doc_stride):
@@ -152,7 +153,7 @@ def best_spans(start_logits, end_logits, windows, max_answer_length, n_best):
 
 
 def qa_serving_fns(preprocessor, model, max_query_length=64, doc_stride=128, max_answer_length=30, n_best=5):
-    """The `serving_default` signature of a question answering model.
+    """The `serving_default` and `tokens` signatures of a question answering model.
 
     Args:
         preprocessor: a `kerasbert.preprocessing.BertPreprocessor`.
@@ -170,6 +171,7 @@ def qa_serving_fns(preprocessor, model, max_query_length=64, doc_stride=128, max
         `answers`, `answer_starts`, `answer_ends`, `answer_scores`
         (`[batch, n_best]`, best first; "", -1, -1, 0 where a context has
         fewer candidates). A context without tokens answers "" at -1.
+        `tokens` (`text` -> WordPieces with offsets) is `saved_model.text_tokens_endpoint`.
 
     Raises:
         ValueError: `max_query_length + 4 > sequence_length` (no room for
@@ -221,4 +223,4 @@ def qa_serving_fns(preprocessor, model, max_query_length=64, doc_stride=128, max
             contract.ANSWER_SCORES: probabilities,
         }
 
-    return {contract.SERVING_DEFAULT: (serve, spec)}
+    return {contract.SERVING_DEFAULT: (serve, spec), contract.TOKENS_SIGNATURE: text_tokens_endpoint(preprocessor)}

@@ -58,6 +58,23 @@ def metadata_endpoint(metadata_json):
     )
 
 
+def text_tokens_endpoint(preprocessor):
+    """The `tokens` signature of classification, regression and QA exports: `text` (tf.string `[batch]`)
+    -> each text's WordPieces `tokens` (no `[CLS]`/`[SEP]`, "" padding) and `token_starts`/`token_ends`
+    (int64 code point offsets into the raw text, -1 padding), padded to the batch's longest text, so
+    `text[start:end]` is each token's source (what a client or UI shows as the model's tokens)."""
+
+    def tokens(text):
+        ids, starts, ends = preprocessor.tokenize_with_raw_offsets(text)
+        return {
+            contract.TOKENS: ids.with_flat_values(preprocessor.id_to_token(ids.flat_values)).to_tensor(""),
+            contract.TOKEN_STARTS: starts.to_tensor(tf.constant(-1, tf.int64)),
+            contract.TOKEN_ENDS: ends.to_tensor(tf.constant(-1, tf.int64)),
+        }
+
+    return tokens, [tf.TensorSpec([None], tf.string, name=contract.TEXT)]
+
+
 def export_metadata(task, preprocessor, extra=None):
     """The export's metadata as a JSON-able dict.
 

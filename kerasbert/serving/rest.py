@@ -299,6 +299,9 @@ def start_rest_server(api: RestApi, host: str, port: int) -> ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # TCP_NODELAY: headers and body go out in two writes; with Nagle's algorithm the body waits for the
+        # client's delayed ACK of the headers, 40 ms per keep-alive request (measured: 54 ms -> 3 ms a request)
+        disable_nagle_algorithm = True
         timeout = read_timeout  # socket timeout while reading request lines and headers (and idle keep-alive)
 
         def version_string(self) -> str:

@@ -248,18 +248,22 @@ class TableTask(Task):
         return build_classifier(encoder, self._spec(), dropout=dropout, pooling=self.pooling)
 
     def _serve(self, preprocessor, outputs):
-        """`{serving_default: (fn, input_signature)}` over `outputs(features)`."""
+        """`{serving_default: (fn, input_signature), tokens: ...}` over `outputs(features)`."""
+        from kerasbert.export.saved_model import text_tokens_endpoint
+
+        tokens = text_tokens_endpoint(preprocessor)
         if self.text_pair:
 
             def serve(text, text_pair):
                 return outputs(preprocessor((text, text_pair)))
 
-            return {contract.SERVING_DEFAULT: (serve, [_text_spec(contract.TEXT), _text_spec(contract.TEXT_PAIR)])}
+            pair_spec = [_text_spec(contract.TEXT), _text_spec(contract.TEXT_PAIR)]
+            return {contract.SERVING_DEFAULT: (serve, pair_spec), contract.TOKENS_SIGNATURE: tokens}
 
         def serve(text):
             return outputs(preprocessor(text))
 
-        return {contract.SERVING_DEFAULT: (serve, [_text_spec(contract.TEXT)])}
+        return {contract.SERVING_DEFAULT: (serve, [_text_spec(contract.TEXT)]), contract.TOKENS_SIGNATURE: tokens}
 
 
 @register
