@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test lint serve ui bench clean browser compat
+.PHONY: run test lint serve ui notebook bench clean browser compat
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	@echo "installing test/benchmark peers (torch CPU, transformers, sentence-transformers) into $(VENV)"
 	@# seqeval ships only as a source archive whose legacy setup.py build fails in a fresh venv; PEP 517 builds it.
 	@PIP_USE_PEP517=1 $(PIP) install -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import transformers, torch, seqeval" 2>/dev/null || \
+	@$(PY) -c "import transformers, torch, seqeval, jupyterlab" 2>/dev/null || \
 		{ echo "error: the test requirements did not install (see pip's output above)"; exit 1; }
 	@touch $@
 
@@ -75,6 +75,12 @@ serve: $(VENV)/.runtime
 
 ui: $(VENV)/.runtime
 	$(VENV)/bin/streamlit run ui/app.py
+
+# JupyterLab on notebooks/, with this venv's Python as the kernel (jupyterlab is in requirements-dev.txt). It opens
+# a browser where there is one; more flags through JUPYTER_ARGS, e.g. make notebook JUPYTER_ARGS="--no-browser --port 8890".
+# (Jupyter refuses to run as root without --allow-root; this machine's CI runs as root.)
+notebook: $(VENV)/.dev
+	$(VENV)/bin/jupyter lab --notebook-dir notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(JUPYTER_ARGS)
 
 bench: $(VENV)/.dev
 	$(PY) benchmarks/bench_foundation.py

@@ -70,6 +70,7 @@ DEV_ROWS = 40  # dev files are cut to their first rows (sentences for CoNLL/BMES
 # README bash command (exact, or a prefix of it) -> the test in this file that runs it.
 RUN = {
     "make run": "test_make_run_then_export_snippet",
+    "make notebook": "test_make_notebook_opens_jupyterlab_on_the_notebooks",
     "python -m kerasbert.serve --port 8500 --model_name kerasbert": "test_quick_start_serve_and_ui",
     "streamlit run ui/app.py": "test_quick_start_serve_and_ui",
     "python -m kerasbert.train --train_file ../shared/data/glue_sst2/train.tsv": "test_glue_and_serve_config",
@@ -395,15 +396,20 @@ def readme_server(key, work, timeout=120):
         yield address, ports
     finally:
         proc.terminate()  # run_tf_serving.sh traps TERM and stops its server gracefully
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        with contextlib.suppress(ProcessLookupError):  # nothing of the group may outlive the test
-            os.killpg(proc.pid, 0)
-            time.sleep(2)
-            os.killpg(proc.pid, 9)
+        _end_group(proc)
+
+
+def _end_group(proc):
+    """Waits for `proc` (started with `start_new_session=True`), then SIGKILLs whatever of its group is left."""
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+    with contextlib.suppress(ProcessLookupError):  # nothing of the group may outlive the test
+        os.killpg(proc.pid, 0)
+        time.sleep(2)
+        os.killpg(proc.pid, 9)
 
 
 @contextlib.contextmanager
@@ -766,3 +772,40 @@ def test_pretraining_chain_and_finetune_snippet(fresh):
     metrics, export = values
     assert metrics and all(math.isfinite(v) for v in _numbers(metrics)), metrics
     assert (Path(work) / export / "saved_model.pb").exists() and Path(export).parts[-2:] == ("reviews", "1")
+
+
+def test_make_notebook_opens_jupyterlab_on_the_notebooks(tmp_path):
+    """`make notebook` as written (the venv's install stamps taken as done: `make test` made them), on a free port
+    without a browser: JupyterLab answers, lists every notebook, and its kernel is this venv's Python."""
+    readme_command("make notebook")
+    port, token = free_port(), "readme-test"
+    cmd = ["make", "-o", ".venv/.dev", "-o", ".venv/.runtime", "notebook"]
+    cmd.append(f"JUPYTER_ARGS=--no-browser --port {port} --IdentityProvider.token={token}")
+    log = tmp_path / "jupyter.log"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    with open(log, "w") as out:  # its own process group: make's jupyter child goes with it
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    base, started = f"http://127.0.0.1:{port}", time.monotonic()
+
+    def get(path):
+        with urllib.request.urlopen(f"{base}{path}{'&' if '?' in path else '?'}token={token}", timeout=10) as r:
+            return r.read().decode()
+
+    try:
+        while True:
+            assert proc.poll() is None, f"make notebook exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+            with contextlib.suppress(OSError):
+                page = get("/lab")
+                break
+            assert time.monotonic() - started < 90, f"JupyterLab did not answer:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        print(f"[{time.monotonic() - started:5.1f}s] make notebook: JupyterLab answered", file=sys.stderr)
+        assert "JupyterLab" in page
+        listed = {item["name"] for item in json.loads(get("/api/contents"))["content"]}
+        assert {p.name for p in (REPO / "notebooks").glob("*.ipynb")} <= listed, listed
+        kernels = json.loads(get("/api/kernelspecs"))
+        assert kernels["default"] == "python3" and "python3" in kernels["kernelspecs"], kernels
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)  # make and its jupyter child
+        _end_group(proc)
