@@ -190,11 +190,13 @@ def make_dataset(
     shuffle=False,
     seed=0,
     drop_remainder=False,
+    pad_to_sequence_length=False,
 ):
     """`tf.data` pipeline: raw strings → in-graph preprocessing → batches.
 
     Tokenization runs inside the pipeline (the same layer the export uses),
-    on whole batches, in parallel with training.
+    on whole batches, in parallel with training. Each batch is then cut to
+    its longest row (`cut_padding`) unless `pad_to_sequence_length`.
 
     Returns:
         A dataset of `features` or `(features, targets)` where `features` is
@@ -217,4 +219,24 @@ def make_dataset(
             lambda texts, y: (preprocessor(texts), y),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
+    if not pad_to_sequence_length:
+        ds = cut_padding(ds)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# Batches are cut to a multiple of this many tokens: at most sequence_length / 8 shapes (XLA compiles one
+# program per shape; without XLA Keras traces its step once, for a dynamic length).
+CUT_LENGTH_MULTIPLE = 8
+
+
+def cut_padding(ds, multiple=CUT_LENGTH_MULTIPLE):
+    """Cuts each batch of a `make_dataset` pipeline (`features` or `(features, targets)` elements) to its
+    longest row, rounded up to `multiple`: SST-2 sentences are 10-25 WordPieces, and every padded position
+    costs as much encoder compute as a real one. Padding is masked, so the model's outputs are the same."""
+    from kerasbert.preprocessing.batching import cut_to_longest
+
+    def cut(features, *targets):
+        features = cut_to_longest(features, multiple)
+        return (features, *targets) if targets else features
+
+    return ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE)
