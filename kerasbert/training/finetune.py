@@ -627,14 +627,20 @@ def _build_encoder(c, checkpoint, preprocessor):
 
 
 class _EpochTimer:
-    """Adds up the seconds between each epoch's begin and end (hooked into a LambdaCallback)."""
+    """Adds up the seconds between each epoch's begin and end (hooked into a LambdaCallback), and keeps
+    the seconds of the first step (tracing and graph building included) apart."""
 
     def __init__(self):
         self.seconds = 0.0
+        self.first_step_seconds = None
         self._started = 0.0
 
     def begin(self, epoch, logs=None):
         self._started = time.perf_counter()
+
+    def batch_end(self, batch, logs=None):
+        if self.first_step_seconds is None:
+            self.first_step_seconds = time.perf_counter() - self._started
 
     def end(self, epoch, logs=None):
         self.seconds += time.perf_counter() - self._started
@@ -752,7 +758,12 @@ def _finetune(c, task, using_sample):
         callbacks.insert(0, _dev_callback(evaluate, log_dir, dev_history))
     # Seconds spent in training epochs, dev scoring excluded (it runs in a later callback).
     epoch_timer = _EpochTimer()
-    callbacks.insert(0, keras.callbacks.LambdaCallback(on_epoch_begin=epoch_timer.begin, on_epoch_end=epoch_timer.end))
+    callbacks.insert(
+        0,
+        keras.callbacks.LambdaCallback(
+            on_epoch_begin=epoch_timer.begin, on_epoch_end=epoch_timer.end, on_train_batch_end=epoch_timer.batch_end
+        ),
+    )
 
     print(
         f"task={task.name} {task.describe()} train={len(train)} dev={len(dev) if dev else 0} "
@@ -783,6 +794,7 @@ def _finetune(c, task, using_sample):
         "steps": total_steps,
         "train_seconds": round(time.time() - started, 1),
         "fit_seconds": round(epoch_timer.seconds, 1),
+        "first_step_seconds": epoch_timer.first_step_seconds and round(epoch_timer.first_step_seconds, 2),
         "weights": weights_path,
         "run_dir": c.output_dir,
     }
