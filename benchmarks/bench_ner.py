@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -46,38 +45,10 @@ CONLL = SHARED / "data" / "conll2003"
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("USE_TF", "0")  # transformers: no TensorFlow classes (they need tf-keras)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-# --------------------------------------------------------------------------------------------
-# Machine facts
-# --------------------------------------------------------------------------------------------
-def machine():
-    """CPU model, the SIMD flags that matter for BERT on CPU, cores and the 1-minute load."""
-    model, flags = platform.processor(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ["avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8", "amx_tile"]
-    return {
-        "cpu": model,
-        "flags": [f for f in wanted if f in flags],
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-
-
-def load_average():
-    return round(os.getloadavg()[0], 2)
-
-
-def loaded(before, after, cores):
-    """True when the machine was busier than its cores during a measurement."""
-    return max(before, after) > cores
+# Machine facts and load: the shared harness (re-exported here for the scripts that import them from bench_ner).
+from harness import load_average, loaded, machine  # noqa: E402, F401
 
 
 # --------------------------------------------------------------------------------------------

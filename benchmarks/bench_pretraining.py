@@ -544,8 +544,29 @@ def rescore(args, parser):
     print(f"wrote {write_results(results_stem('pretraining_sst2_paired', args), results)}")
 
 
+def throughput(argv):
+    """`--throughput`: ours vs Hugging Face `BertForPreTraining`, each in its own process
+    (`pretraining_speed.py`); writes `results/pretraining_speed.json` unless --quick or --json."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import pretraining_speed
+
+    argv = [a for a in argv if a != "--throughput"]
+    if "--json" not in argv and "--quick" not in argv:
+        argv += ["--json", str(RESULTS / "pretraining_speed.json")]
+    return pretraining_speed.main(argv)
+
+
 def main():
+    if "--throughput" in sys.argv[1:]:
+        sys.exit(throughput(sys.argv[1:]))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--throughput",
+        action="store_true",
+        help="only the speed comparison: ours vs Hugging Face BertForPreTraining (BERT-tiny, 32 x 128, 30522 vocab), "
+        "sequences/s and MFU, each in its own process; takes pretraining_speed.py's flags "
+        "(--quick, --rounds, --steps, --json)",
+    )
     p.add_argument("--minutes", type=float, default=15, help="training budget (<= 20)")
     p.add_argument("--corpus", default=str(SHARED / "data" / "wikitext2_raw" / "wiki.test.raw.lines.txt"))
     p.add_argument(

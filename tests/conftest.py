@@ -176,7 +176,7 @@ SLOW_FILES = {
     "test_resume.py": 55,
     "test_question_answering.py": 50,
     "test_tagging_export.py": 50,
-    "test_pretraining.py": 45,
+    "test_pretraining.py": 60,
     "test_ui_qa.py": 45,
     "test_export_cli.py": 40,
     "test_serve_load.py": 40,

@@ -7,6 +7,7 @@ the real input pipeline (`kerasbert.data.pretraining`) and a 2-layer model.
 
 import json
 import random
+import shutil
 
 import keras
 import numpy as np
@@ -360,3 +361,86 @@ def test_library_errors_are_value_errors_without_flag_names(tmp_path):
     assert str(error) == (
         "no heldout sequence pairs in ['x.txt'] (use --input_files with more text, or a smaller --holdout_fraction)"
     )
+
+
+def test_losses_and_tied_gradients_equal_transformers_bert_for_pretraining(tmp_path):
+    """Google's objective, checked against transformers' `BertForPreTraining`: the same random weights in
+    both, the same masked batch from our pipeline, and the training loop's own loss function (`_grad_fn`).
+    Ours gathers the masked positions and averages over the real ones (weight 1.0; padding predictions
+    0.0); HF scores every position with labels -100 except the masked ones. The MLM mean, the NSP mean and
+    their sum must agree within 1e-5; the gradients of the tied token embedding (input AND output matrix)
+    and of the MLM output bias must agree to float32 rounding."""
+    torch = pytest.importorskip("torch", reason="torch (test-only peer) is not installed")
+    transformers = pytest.importorskip("transformers", reason="transformers (test-only peer) is not installed")
+    from kerasbert.modeling.checkpoints import assign_mlm_head, assign_nsp_head, load_checkpoint
+
+    trainer, args = make_trainer(tmp_path, "--train_batch_size", 16)
+    vocabulary = len(SPECIALS) + 1 + len(WORDS)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=vocabulary,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=512,
+        max_position_embeddings=512,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        layer_norm_eps=1e-12,
+        initializer_range=0.2,  # big enough for losses and gradients far from their init values
+    )
+    hf = transformers.BertForPreTraining(config).eval()
+    assert hf.cls.predictions.decoder.weight is hf.bert.embeddings.word_embeddings.weight  # tied in HF too
+    with torch.no_grad():  # a non-zero output bias, so the check covers it
+        hf.cls.predictions.bias.copy_(torch.linspace(-1, 1, vocabulary))
+    hf.save_pretrained(tmp_path / "hf")
+    shutil.copy(args.vocab_file, tmp_path / "hf" / "vocab.txt")
+    ckpt = load_checkpoint(tmp_path / "hf")
+    trainer.backbone.set_weights(ckpt.backbone.get_weights())
+    assign_mlm_head(trainer.model.get_layer("mlm_head"), ckpt.heads)
+    assign_nsp_head(trainer.model.get_layer("nsp_head"), ckpt.heads)
+
+    batch = next(iter(trainer.dataset_fn(16, 1, 0)))
+    features, labels, weights = tf.nest.map_structure(lambda t: t.numpy(), batch)
+    per_row = weights["mlm"].sum(1)
+    assert per_row.min() >= 1 and per_row.min() < per_row.max()  # rows weigh differently: a per-row mean would differ
+    assert weights["mlm"].min() == 0  # and there are padding predictions to leave out
+
+    grads, sums = trainer._grad_fn()(
+        batch, tf.reduce_sum(batch[2]["mlm"]), tf.reduce_sum(batch[2]["nsp"]), tf.constant(1.0)
+    )
+    ours = {k: float(v) for k, v in sums.items()}
+    ours_mlm, ours_nsp = ours["mlm_loss"] / ours["mlm_count"], ours["nsp_loss"] / ours["nsp_count"]
+
+    hf_labels = np.full(features["token_ids"].shape, -100, np.int64)
+    rows, slots = np.nonzero(weights["mlm"])
+    hf_labels[rows, features["mask_positions"][rows, slots]] = labels["mlm"][rows, slots]
+    assert (hf_labels != -100).sum() == ours["mlm_count"]  # distinct positions: nothing overwritten
+    out = hf(
+        input_ids=torch.tensor(features["token_ids"], dtype=torch.long),
+        token_type_ids=torch.tensor(features["segment_ids"], dtype=torch.long),
+        attention_mask=torch.tensor(features["padding_mask"], dtype=torch.long),
+        labels=torch.tensor(hf_labels),
+        next_sentence_label=torch.tensor(labels["nsp"], dtype=torch.long),
+    )
+    xent = torch.nn.CrossEntropyLoss()  # ignore_index -100: the mean over the masked positions
+    with torch.no_grad():
+        hf_mlm = float(xent(out.prediction_logits.reshape(-1, vocabulary), torch.tensor(hf_labels).reshape(-1)))
+        hf_nsp = float(xent(out.seq_relationship_logits, torch.tensor(labels["nsp"], dtype=torch.long)))
+    assert ours_mlm > 1.0 and ours_nsp > 0.1  # far from a trivially zero loss
+    assert abs(ours_mlm - hf_mlm) < 1e-5, (ours_mlm, hf_mlm)
+    assert abs(ours_nsp - hf_nsp) < 1e-5, (ours_nsp, hf_nsp)
+    total = float(pretraining_loss(sums))
+    assert abs(total - out.loss.item()) < 1e-5, (total, out.loss.item())
+
+    out.loss.backward()
+    variables = trainer.model.trainable_variables
+    by_id = {id(v): g.numpy() for v, g in zip(variables, grads)}
+    embedding = by_id[id(trainer.backbone.token_embedding.embeddings)]
+    hf_embedding = hf.bert.embeddings.word_embeddings.weight.grad.numpy()
+    assert np.abs(hf_embedding).max() > 1e-3
+    # float32 sums in another order: ~1e-4 relative on the largest entries (up to ~0.7 at this init).
+    np.testing.assert_allclose(embedding, hf_embedding, rtol=1e-4, atol=1e-5)
+    bias = by_id[id(trainer.model.get_layer("mlm_head")._bias)]
+    np.testing.assert_allclose(bias, hf.cls.predictions.bias.grad.numpy(), atol=1e-6)

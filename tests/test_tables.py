@@ -1,13 +1,17 @@
 """Reading TSV/CSV files: GLUE's files as they are, your own CSVs, clear errors."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import shared_path
 from kerasbert.data import tables
 from kerasbert.preprocessing import BertPreprocessor
 
 C = tables.Columns
+SAMPLE = Path(tables.__file__).parent / "sample"
 
 
 @pytest.mark.parametrize(
@@ -94,3 +98,48 @@ def test_an_empty_label_is_an_error_naming_file_line_and_flag(tmp_path):
     path.write_text("sentence\tlabel\n\nfine\t1\nshort\n", encoding="utf-8")
     with pytest.raises(tables.TableError, match=r"t\.tsv:4: row has 1 columns"):
         tables.read_examples(str(path), C("sentence", None, "label"))
+
+
+def reference_dataset(examples, preprocessor, targets, batch_size, shuffle, seed, drop_remainder):
+    """The pipeline `make_dataset` replaced: strings shuffled and batched by tf.data, then the
+    preprocessor mapped over each batch."""
+    columns = [tf.constant(examples.texts)]
+    if examples.text_pairs is not None:
+        columns.append(tf.constant(examples.text_pairs))
+    ds = tf.data.Dataset.from_tensor_slices((tuple(columns), targets))
+    if shuffle:
+        ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.map(lambda texts, y: (preprocessor(texts), y))
+
+
+def test_packed_once_pipeline_gives_the_batches_of_mapping_the_strings():
+    """Same ids, segments, masks, targets and batch order, epoch after epoch (reshuffled), as mapping
+    the preprocessor over shuffled string batches: accents, control characters, CJK and pairs that
+    need truncation included (pairs: the single-text path is the same code with one column)."""
+    sample = tables.read_examples(str(SAMPLE / "train.tsv"), C("sentence", None, "label"))
+    texts = sample.texts[:150] + ["Caf\u00e9 \u00dcBER na\u00efve", "zero\u200bwidth\x07bell", "\u4e2d\u6587 text", ""]
+    second = [t[::-1] + " and more words to truncate" * 3 for t in texts]
+    examples = tables.Examples(texts, second, None)
+    pre = BertPreprocessor(str(SAMPLE / "vocab.txt"), sequence_length=24)
+    targets = np.arange(len(texts), dtype=np.int32)
+    args = dict(batch_size=16, shuffle=True, seed=7, drop_remainder=True)
+    new = tables.make_dataset(examples, pre, targets, **args)
+    old = reference_dataset(examples, pre, targets, **args)
+    for _ in range(2):  # two epochs: reshuffled alike
+        got, want = list(new), list(old)
+        assert len(got) == len(want) == len(texts) // 16
+        for (f, y), (g, z) in zip(got, want):
+            np.testing.assert_array_equal(y, z)
+            for key in ("token_ids", "segment_ids", "padding_mask"):
+                np.testing.assert_array_equal(f[key], g[key])
+    epoch = np.concatenate([y.numpy() for _, y in got])
+    assert len(set(epoch)) == len(epoch) and not np.array_equal(epoch, np.sort(epoch))  # shuffled, no repeats
+    # Unshuffled, with a short last batch: row i is example i (targets are the example indices).
+    plain = list(tables.make_dataset(examples, pre, None, batch_size=64))
+    assert [len(b["token_ids"]) for b in plain] == [64, 64, len(texts) - 128]
+    ids = np.concatenate([b["token_ids"].numpy() for b in plain])
+    shuffled = np.concatenate([f["token_ids"].numpy() for f, _ in got])
+    np.testing.assert_array_equal(ids[epoch], shuffled)
+    empty = tables.Examples([], [], None)
+    assert list(tables.make_dataset(empty, pre, None, batch_size=4)) == []
