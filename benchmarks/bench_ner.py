@@ -354,25 +354,25 @@ def spans_to_tags(entities, word_offsets):
     return tags
 
 
-def run_sides(script, forwarded, cores, extra=None):
-    """Runs `script --side ours`, then `--side hf`, each in its own process with the arguments
+def run_sides(script, forwarded, cores, extra=None, sides=("ours", "hf")):
+    """Runs `script --side ours`, then `--side hf` (or each of `sides`), each in its own process with the arguments
     `forwarded` (plus `extra(side, results so far)`); returns {side: its JSON} with `loaded` set."""
-    sides = {}
-    for side in ("ours", "hf"):
+    results = {}
+    for side in sides:
         with tempfile.TemporaryDirectory() as tmp:
             out = str(Path(tmp) / f"{side}.json")
-            more = extra(side, sides) if extra else []
+            more = extra(side, results) if extra else []
             command = [sys.executable, str(script), "--side", side, "--json_out", out] + forwarded + more
             subprocess.run(command, check=True, cwd=REPO)
-            sides[side] = json.loads(Path(out).read_text())
-        la = sides[side]["load_average"]
-        sides[side]["loaded"] = loaded(min(la), max(la), cores)
-    return sides
+            results[side] = json.loads(Path(out).read_text())
+        la = results[side]["load_average"]
+        results[side]["loaded"] = loaded(min(la), max(la), cores)
+    return results
 
 
-def add_common_arguments(p):
+def add_common_arguments(p, sides=("hf", "ours")):
     """The flags every side-by-side benchmark shares (training settings, --side, --tag, --json_out)."""
-    p.add_argument("--side", choices=["both", "hf", "ours"], default="both")
+    p.add_argument("--side", choices=["both", *sides], default="both")
     p.add_argument("--epochs", type=float, default=1)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--learning_rate", type=float, default=1e-4)

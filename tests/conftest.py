@@ -172,6 +172,8 @@ SLOW_FILES = {
     "test_pretrain_pipeline.py": 65,
     "test_bench_qa.py": 80,
     "test_bench_client.py": 160,
+    "test_bench_finetune.py": 60,
+    "test_padding_cut.py": 60,
     "test_resume.py": 55,
     "test_question_answering.py": 50,
     "test_tagging_export.py": 50,

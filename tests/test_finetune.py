@@ -103,6 +103,8 @@ def test_help_documents_every_flag():
         "--seed",
         "--export_dir",
         "--model_name",
+        "--mixed_precision",
+        "--pad_to_sequence_length",
     ):
         assert flag in stdout
 

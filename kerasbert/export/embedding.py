@@ -34,19 +34,10 @@ import tensorflow as tf
 
 from kerasbert import contract
 from kerasbert.export.saved_model import export_task
+from kerasbert.preprocessing.batching import cut_to_longest as _cut_to_longest
 
 JIT_LENGTH_MULTIPLE = 16
 DEFAULT_SEQUENCE_LENGTH = 128
-
-
-def _cut_to_longest(features, multiple=1):
-    """Drops the padding columns that no sentence in the batch uses."""
-    mask = features["padding_mask"]
-    length = tf.reduce_max(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1))
-    length = tf.maximum(length, 1)  # empty batch: reduce_max is INT_MIN
-    if multiple > 1:
-        length = tf.minimum((length + multiple - 1) // multiple * multiple, tf.shape(mask)[1])
-    return {name: value[:, :length] for name, value in features.items()}
 
 
 def embedding_serving_fns(preprocessor, model, jit_compile=False):
