@@ -381,16 +381,21 @@ def test_qa_highlights_the_answer_at_its_raw_offsets_with_the_n_best(server, mon
     assert html.unescape(re.sub(r"<[^>]+>", "", before)) == CONTEXT[: int(start)]
     assert html.unescape(re.sub(r"<[^>]+>", "", after)) == CONTEXT[int(end) :]  # 🗽, the HTML and the accents
     assert "&lt;b&gt;friends&lt;/b&gt; &amp; then to Café Müller." in block and "<b>" not in block
-    [table] = at.dataframe
-    rows = table.value
+    rows = at.dataframe[0].value  # the n-best table (then the token tables)
     assert list(zip(rows["answer"], rows["start"], rows["end"])) == [
         (c["answer"], c["start"], c["end"]) for c in expected["n_best"]
     ]
     assert rows["score"].tolist() == pytest.approx([c["score"] for c in expected["n_best"]], abs=1e-5)
     assert all(CONTEXT[s:e] == a for a, s, e in zip(rows["answer"], rows["start"], rows["end"]))
-    # The QA export has no `tokens` signature (yet): the page says so instead of guessing.
-    [note] = [c.value for c in at.expander[0].caption]
-    assert note.startswith(f"Model '{QA_MODEL}' has no `tokens` signature")
+    # Tokens of the question and of the paragraph, each WordPiece at its offsets into the raw text.
+    [expander] = [e for e in at.expander if e.label.startswith("Tokens")]
+    assert [c.value for c in expander.caption] == ["Question", "Paragraph"]
+    for text, table in zip((QUESTION, CONTEXT), [d.value for d in at.dataframe[1:]]):
+        known = [(t, s, e) for t, s, e in zip(table["token"], table["start"], table["end"]) if t != "[UNK]"]
+        assert all(text[s:e].lower() == t for t, s, e in known), known
+        assert [t for t, _, _ in known][:4] == (
+            ["room", "and", "john", "smith"] if text == QUESTION else ["yesterday", "john", "smith", "went"]
+        )
 
 
 def test_qa_empty_inputs_warn_and_new_input_hides_the_old_answer(server, monkeypatch):

@@ -160,13 +160,14 @@ def qa_page() -> None:
         result = core.call(lambda: ctx.client.answer(question, context))
         if result is None:
             return
-        inputs = {contract.QUESTION: [question], contract.CONTEXT: [context]}
+        # The QA export's `tokens` signature takes `text`: the question's and the paragraph's WordPieces.
+        inputs = {contract.QUESTION: [question], contract.CONTEXT: [context], contract.TEXT: [question, context]}
         st.session_state["qa_result"] = (request, (result, tokens.fetch(ctx, inputs)))
     stored = _stored("qa_result", request)
     if stored is not None:
         result, token_rows = stored
         show_answer(context, result)
-        tokens.show(token_rows, "qa")
+        tokens.show(token_rows, "qa", names=["Question", "Paragraph"])
 
 
 def show_answer(context: str, result: dict[str, Any]) -> None:
