@@ -415,7 +415,9 @@ def main(argv=None):
         "ratios": lines,
         "quality": scores,
         "harness": report.to_json(),
-        "command": "python benchmarks/bench_embeddings.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": (
+            "python benchmarks/bench_embeddings.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        ).replace(str(REPO), "<repo>"),
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
