@@ -171,6 +171,7 @@ SLOW_FILES = {
     "test_pretrain_pipeline.py": 65,
     "test_ui_ner.py": 60,
     "test_bench_qa.py": 80,
+    "test_embedding_bf16.py": 75,
     "test_resume.py": 55,
     "test_question_answering.py": 50,
     "test_tagging_export.py": 50,
