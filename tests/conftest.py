@@ -174,6 +174,7 @@ SLOW_FILES = {
     "test_bench_client.py": 160,
     "test_bench_finetune.py": 60,
     "test_padding_cut.py": 60,
+    "test_embedding_bf16.py": 75,
     "test_resume.py": 55,
     "test_question_answering.py": 50,
     "test_tagging_export.py": 50,

@@ -135,6 +135,8 @@ def _check_args(args):
             ("layer", -1),
             ("l2_normalize", False),
             ("jit_compile", False),
+            ("graph", "fused"),
+            ("mixed_precision", ""),
         ):
             if getattr(args, flag) != default:
                 raise cli.UsageError(
@@ -253,6 +255,7 @@ def main(args):
             f"{', L2-normalised' if meta['l2_normalize'] else ''}, "
             f"{meta['embedding_dim']}-d, up to {meta['sequence_length']} tokens"
             f"{', XLA' if meta['jit_compile'] else ''}"
+            f"{', bfloat16 matmuls' if meta.get('mixed_precision') else ''}"
         )
     if not args.json:
         print(

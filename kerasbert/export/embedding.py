@@ -26,10 +26,18 @@ ops stay outside it) and the cut length is rounded up to a multiple of
 `tensorflow_model_server` only runs such graphs when started with
 `--xla_cpu_compilation_enabled=true`; exports without `jit_compile` need
 no flag.
+
+With `graph="fused"` (the default) both signatures run the encoder as
+`kerasbert.export.fused_encoder.FusedBertEncoder` (the same function on 2-D
+rows, in ops TF's oneDNN rewrites fuse); `mixed_precision="bfloat16"` stores
+bfloat16 kernels and runs the matmuls in bfloat16 inside the graph, so stock
+TF Serving needs no flag for it. `graph="keras"` serves the Keras model's own
+graph.
 """
 
 import os
 
+import keras
 import tensorflow as tf
 
 from kerasbert import contract
@@ -40,12 +48,65 @@ JIT_LENGTH_MULTIPLE = 16
 DEFAULT_SEQUENCE_LENGTH = 128
 
 
+class FusedEmbeddingModel(keras.layers.Layer):
+    """`FusedBertEncoder` + the pooling of `build_embedding_model`: features in, the same output dict out.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from kerasbert.modeling import build_encoder
+    >>> m = fused_embedding_model(build_encoder("tiny", 100), "mean", -1, True)
+    >>> out = m({"token_ids": np.array([[2, 7, 3, 0]], "int32"),
+    ...          "segment_ids": np.zeros((1, 4), "int32"),
+    ...          "padding_mask": np.array([[1, 1, 1, 0]], bool)})
+    >>> tuple(out["embeddings"].shape), tuple(out["token_embeddings"].shape)
+    ((1, 128), (1, 4, 128))
+    """
+
+    def __init__(self, backbone, pooling, layer, l2_normalize, compute_dtype="float32", **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        from kerasbert.export.fused_encoder import FusedBertEncoder
+        from kerasbert.tasks.embedding import _REDUCTIONS, L2Normalize, SequencePooling, _check_pooling, resolve_layer
+
+        _check_pooling(pooling)
+        num_layers = len(backbone.transformer_layers)
+        self.index = resolve_layer(layer, num_layers)
+        if pooling == "pooled" and self.index != num_layers:
+            raise ValueError(f"pooling 'pooled' is BERT's pooler on the last layer; got layer {layer}")
+        self.pooling = pooling
+        depth = max(self.index, 1) if pooling == "first_last_avg" else self.index
+        self.encoder = FusedBertEncoder(backbone, compute_dtype, num_layers=depth)
+        self.pooled_dense = backbone.pooled_dense if pooling == "pooled" else None
+        self.reduce = None if pooling == "pooled" else SequencePooling(_REDUCTIONS[pooling])
+        self.normalize = L2Normalize() if l2_normalize else None
+        self.built = True
+
+    def call(self, features):
+        states = self.encoder(features)
+        tokens = states[self.index]
+        if self.pooling == "pooled":
+            embeddings = self.pooled_dense(tokens[:, 0, :])
+        else:
+            if self.pooling == "first_last_avg":
+                tokens = (states[1] + tokens) / 2.0
+            embeddings = self.reduce(tokens, features["padding_mask"])
+        if self.normalize is not None:
+            embeddings = self.normalize(embeddings)
+        return {contract.EMBEDDINGS: embeddings, contract.TOKEN_EMBEDDINGS: tokens}
+
+
+def fused_embedding_model(backbone, pooling="mean", layer=-1, l2_normalize=False, compute_dtype="float32"):
+    """A `FusedEmbeddingModel`: what `build_embedding_model` computes, as the fused serving graph."""
+    return FusedEmbeddingModel(backbone, pooling, layer, l2_normalize, compute_dtype)
+
+
 def embedding_serving_fns(preprocessor, model, jit_compile=False):
     """The `serving_default` and `tokens` functions of an embedding export.
 
     Args:
         preprocessor: a `kerasbert.preprocessing.BertPreprocessor`.
-        model: a model from `kerasbert.tasks.build_embedding_model`.
+        model: a model from `kerasbert.tasks.build_embedding_model` (or
+            `fused_embedding_model`: any callable from features to that dict).
         jit_compile: run the encoder + pooling of `serving_default` with XLA.
 
     Returns:
@@ -59,8 +120,11 @@ def embedding_serving_fns(preprocessor, model, jit_compile=False):
         fn(tf.constant(["a sentence"]))["embeddings"].shape  # [1, 384]
     """
 
+    def run(features):
+        return model(features, training=False) if isinstance(model, keras.Model) else model(features)
+
     def embeddings(features):
-        return model(features, training=False)[contract.EMBEDDINGS]
+        return run(features)[contract.EMBEDDINGS]
 
     encode = tf.function(embeddings, jit_compile=True) if jit_compile else embeddings
     multiple = JIT_LENGTH_MULTIPLE if jit_compile else 1
@@ -73,7 +137,7 @@ def embedding_serving_fns(preprocessor, model, jit_compile=False):
     def tokens(text):
         full = preprocessor(text)
         mask = full["padding_mask"]
-        vectors = model(_cut_to_longest(full), training=False)[contract.TOKEN_EMBEDDINGS]
+        vectors = run(_cut_to_longest(full))[contract.TOKEN_EMBEDDINGS]
         # Back to the full length, zeros at padding: every request has the same
         # shape, so clients can concatenate batches.
         vectors = tf.cast(vectors, tf.float32) * tf.cast(mask[:, : tf.shape(vectors)[1], None], tf.float32)
@@ -114,6 +178,8 @@ def export_embedder(
     jit_compile=False,
     version=None,
     metadata=None,
+    graph="fused",
+    mixed_precision="",
 ):
     """Exports a sentence-embedding SavedModel as `<export_dir>/<model_name>/<version>/`.
 
@@ -133,6 +199,10 @@ def export_embedder(
             default oneDNN kernels; stock TF Serving then needs
             `--xla_cpu_compilation_enabled=true`).
         metadata: extra entries for the export's metadata (`extra`).
+        graph: "fused" (`FusedBertEncoder`, the default) or "keras" (the
+            Keras model's own graph); the vectors agree to float32 rounding.
+        mixed_precision: "" (float32) or "bfloat16" (bfloat16 matmuls in the
+            graph; needs `graph="fused"`).
 
     Returns:
         The version folder written.
@@ -151,7 +221,7 @@ def export_embedder(
     from kerasbert.tasks.embedding import EmbeddingTask
 
     check_compatible(backbone, preprocessor)
-    task = EmbeddingTask(pooling=pooling, layer=layer, l2_normalize=l2_normalize, jit_compile=jit_compile)
+    task = EmbeddingTask(pooling, layer, l2_normalize, jit_compile, graph, mixed_precision)  # the fields' order
     model = task.build_model(backbone)
     return export_task(task, preprocessor, model, export_dir, model_name, version=version, extra=metadata)
 
@@ -172,7 +242,7 @@ def export_checkpoint_embedder(
         log: called with one line saying which checkpoint format was loaded
             from where (`LoadedCheckpoint.describe`), e.g. `print`.
         **options: `pooling`, `layer`, `l2_normalize`, `jit_compile`,
-            `version` (see `export_embedder`).
+            `graph`, `mixed_precision`, `version` (see `export_embedder`).
 
     Returns:
         The version folder written.

@@ -184,7 +184,8 @@ def write_warmup_requests(path, task_name, text_pair=False):
 
 
 def _write_export(tmp, preprocessor, model, endpoints, task):
-    save_serving_archive(tmp, [preprocessor, model], endpoints)
+    extra = task.export_trackables() if hasattr(task, "export_trackables") else []
+    save_serving_archive(tmp, [preprocessor, model, *extra], endpoints)
     write_warmup_requests(tmp, task.name, task.text_pair)  # in the temporary folder: renamed with the model
 
 

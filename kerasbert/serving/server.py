@@ -186,6 +186,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="ours: comma-separated folders a ReloadConfig RPC may take base paths from, besides the parents "
         "of the base paths configured at start-up",
     )
+    # --- precision and threads (TF Serving's flags): applied to every SavedModel this server loads
+    p.add_argument(
+        "--mixed_precision",
+        default="",
+        help="bfloat16: grappler's oneDNN auto mixed precision (auto_mixed_precision_onednn_bfloat16) for every "
+        "model, as tensorflow_model_server; other values are ignored with a warning, as there (default: off)",
+    )
+    p.add_argument(
+        "--tensorflow_intra_op_parallelism",
+        type=_non_negative,
+        default=0,
+        help="threads one op may use; 0 (default) = TensorFlow's choice (the cores)",
+    )
+    p.add_argument(
+        "--tensorflow_inter_op_parallelism",
+        type=_non_negative,
+        default=0,
+        help="ops run at once; 0 (default) = TensorFlow's choice",
+    )
     p.add_argument(
         "--model_load_thread_niceness",
         type=int,
@@ -341,6 +360,56 @@ class _ConfigWatch:
             _log.error("Ignoring changed %s: %s", self.path, exc)
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. not Linux).
+
+    Example:
+
+    >>> "avx512_bf16" in cpu_flags()  # doctest: +SKIP
+    True
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def apply_session_flags(args) -> bool:
+    """Applies `--mixed_precision` and the parallelism flags to TensorFlow before any model loads.
+
+    `--mixed_precision=bfloat16` turns on grappler's `auto_mixed_precision_onednn_bfloat16` rewrite for every
+    graph TensorFlow optimizes from now on, the signature functions of SavedModels loaded by
+    `tf.saved_model.load` included (TF Serving sets the same RewriterConfig in its SessionOptions).
+
+    Returns:
+        Whether bfloat16 auto mixed precision is on.
+    """
+    import tensorflow as tf
+
+    if args.tensorflow_intra_op_parallelism:
+        tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+    if args.tensorflow_inter_op_parallelism:
+        tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
+    value = args.mixed_precision.strip()
+    if not value:
+        return False
+    if value != "bfloat16":
+        _log.warning("%s auto mixed precision is not supported. Valid option: bfloat16", value)
+        return False
+    if not cpu_flags() & set(BF16_CPU_FLAGS):
+        _log.warning("this CPU has neither AVX512_BF16 nor AMX: oneDNN emulates bfloat16, slower than float32")
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    _log.info("Running inference with bfloat16 auto mixed precision")
+    return True
+
+
 def _grpc_message_limit(max_request_bytes: int) -> int:
     """gRPC's receive limit for `--max_request_bytes` (-1 = none); gRPC itself answers RESOURCE_EXHAUSTED past it."""
     if not max_request_bytes:
@@ -371,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     batching = _load_batching(args, parser)  # --- batching
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    apply_session_flags(args)  # --- precision and threads: before TensorFlow runs anything
     import concurrent.futures
 
     import grpc

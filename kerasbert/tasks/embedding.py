@@ -45,6 +45,7 @@ from kerasbert import contract
 from kerasbert.tasks.base import Task, TaskDataError, register
 
 POOLING_STRATEGIES = ("cls", "pooled", "mean", "max", "mean_max", "first_last_avg")
+GRAPHS = ("fused", "keras")
 
 # The reduction `SequencePooling` applies after the per-token vectors are chosen.
 _REDUCTIONS = {"cls": "cls", "mean": "mean", "max": "max", "mean_max": "mean_max", "first_last_avg": "mean"}
@@ -290,6 +291,8 @@ class EmbeddingTask(Task):
     layer: int = -1
     l2_normalize: bool = False
     jit_compile: bool = False
+    graph: str = "fused"
+    mixed_precision: str = ""
 
     def __post_init__(self):
         try:
@@ -299,7 +302,15 @@ class EmbeddingTask(Task):
         self.layer = int(self.layer)
         self.l2_normalize = bool(self.l2_normalize)
         self.jit_compile = bool(self.jit_compile)
+        if self.graph not in GRAPHS:
+            raise TaskDataError(f"--graph must be one of {', '.join(GRAPHS)}, got {self.graph!r}")
+        if self.mixed_precision not in ("", "bfloat16"):
+            raise TaskDataError(f"--mixed_precision: only bfloat16 is supported, got {self.mixed_precision!r}")
+        if self.mixed_precision and self.graph != "fused":
+            raise TaskDataError("--mixed_precision bfloat16 needs --graph fused (the default)")
         self._facts = {}
+        self._backbone = None
+        self._tracked = []
 
     @classmethod
     def add_arguments(cls, parser):
@@ -333,6 +344,21 @@ class EmbeddingTask(Task):
             "2-core CPU it measured no faster than TF's oneDNN kernels); stock "
             "tensorflow_model_server then needs --xla_cpu_compilation_enabled=true",
         )
+        parser.add_argument(
+            "--graph",
+            default="fused",
+            choices=GRAPHS,
+            help="fused: the encoder as 2-D MatMul+BiasAdd(+GELU) ops that TF's oneDNN rewrites fuse, same "
+            "vectors (kerasbert.export.fused_encoder); keras: the Keras model's own graph (default: fused)",
+        )
+        parser.add_argument(
+            "--mixed_precision",
+            default="",
+            choices=("", "bfloat16"),
+            help="bfloat16: bfloat16 kernels and matmuls in the exported graph (float32 residuals, layer norm, "
+            "softmax, pooling), for CPUs with AVX512_BF16/AMX; stock TF Serving needs no flag for it "
+            "(default: float32)",
+        )
 
     @classmethod
     def from_args(cls, args):
@@ -341,18 +367,22 @@ class EmbeddingTask(Task):
             layer=args.layer,
             l2_normalize=args.l2_normalize,
             jit_compile=bool(args.jit_compile),
+            graph=getattr(args, "graph", "fused"),
+            mixed_precision=getattr(args, "mixed_precision", "") or "",
         )
 
     def describe(self):
         return (
             f"pooling={self.pooling} layer={self.layer}"
             f"{' l2' if self.l2_normalize else ''}{' xla' if self.jit_compile else ''}"
+            f" graph={self.graph}{' bf16' if self.mixed_precision else ''}"
         )
 
     def build_model(self, encoder, dropout=0.1):
         """The pooling model (`build_embedding_model`); `dropout` is unused
         (an embedding model runs with `training=False`)."""
         model = build_embedding_model(encoder, self.pooling, self.layer, self.l2_normalize)
+        self._backbone = encoder
         num_layers = len(encoder.transformer_layers)
         self._facts = {
             "layer_index": resolve_layer(self.layer, num_layers),
@@ -363,9 +393,19 @@ class EmbeddingTask(Task):
         return model
 
     def serving_endpoints(self, preprocessor, model):
-        from kerasbert.export.embedding import embedding_serving_fns
+        from kerasbert.export.embedding import embedding_serving_fns, fused_embedding_model
 
-        return embedding_serving_fns(preprocessor, model, jit_compile=self.jit_compile)
+        encode = model
+        if self.graph == "fused" and self._backbone is not None:
+            encode = fused_embedding_model(
+                self._backbone, self.pooling, self.layer, self.l2_normalize, self.mixed_precision or "float32"
+            )
+            self._tracked = [encode]
+        return embedding_serving_fns(preprocessor, encode, jit_compile=self.jit_compile)
+
+    def export_trackables(self):
+        """Layers the serving graph uses besides the model (the fused encoder's weights)."""
+        return list(self._tracked)
 
     def metadata(self):
         return {**self.get_config(), **self._facts}
