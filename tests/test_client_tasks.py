@@ -352,6 +352,8 @@ def test_model_without_metadata_signature(connect):
     with pytest.raises(WrongTask, match="does not say which task") as info:
         client.entities("Paris")
     assert info.value.task is None and info.value.expected == contract.TOKEN_CLASSIFICATION
+    # Without metadata the hint comes from the outputs the model does have (not a list of guesses).
+    assert "its outputs look like a classification export: use classify()" in str(info.value)
 
 
 # --- entities and tokens ----------------------------------------------------------------------------

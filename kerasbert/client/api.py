@@ -35,6 +35,32 @@ TASK_METHODS = {
 # --------------------------------------------------------------------------------------
 
 
+# An output that only one task's serving_default has -> that task (QA's outputs include `score`, so it
+# comes before regression). Used when a model without export metadata lacks the outputs a method needs.
+TELLING_OUTPUTS = (
+    (contract.ANSWER, contract.QUESTION_ANSWERING),
+    (contract.ENTITY_LABELS, contract.TOKEN_CLASSIFICATION),
+    (contract.EMBEDDINGS, contract.EMBEDDING),
+    (contract.PROBABILITIES, contract.CLASSIFICATION),
+    (contract.SCORE, contract.REGRESSION),
+)
+
+
+def _hint_from_outputs(available: Iterable[str], hint: str) -> str:
+    """``use <method>`` for the task the outputs look like, else ``hint``.
+
+    >>> _hint_from_outputs(["embeddings"], "use regress() or predict()")
+    'its outputs look like an embedding export: use encode(), similarity(), search() or encode_tokens()'
+    >>> _hint_from_outputs(["x"], "use regress() or predict()")
+    'use regress() or predict()'
+    """
+    names = set(available)
+    for output, task in TELLING_OUTPUTS:
+        if output in names:
+            return f"its outputs look like {_a(task)} export: use {TASK_METHODS[task]}"
+    return hint
+
+
 def _text_list(texts: str | bytes | Iterable[str], what: str) -> list[Any]:
     """One string or an iterable of strings as a non-empty list; NotAString (an InvalidInput and a TypeError)
     naming the index of a non-string, before anything is sent."""
@@ -245,7 +271,7 @@ class Client(Transport):
         try:
             yield
         except decoders.MissingOutputs as err:
-            raise self._wrong_task(expected, f"{where} has {err}", hint) from None
+            raise self._wrong_task(expected, f"{where} has {err}", _hint_from_outputs(err.available, hint)) from None
         except InvalidInput as err:  # e.g. no 'text_pair' input, or no 'tokens' signature
             meta = self._known_metadata()
             if meta is None or meta.task == expected:
