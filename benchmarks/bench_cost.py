@@ -26,8 +26,8 @@ reports median and min-max over rounds, the load average around every run (LOADE
 the machine facts. Latency against concurrent clients is bench_serving.py's (results/serving_latency.png), not
 redone here.
 
-    python benchmarks/bench_cost.py                    # 11 points x 4 contenders, 2 rounds (~7 min on 2 quiet cores)
-    python benchmarks/bench_cost.py --rounds 3
+    python benchmarks/bench_cost.py                    # 11 points x 4 contenders, 2 rounds (~5 min on 2 quiet cores)
+    python benchmarks/bench_cost.py --rounds 3        # ~7.5 min
     python benchmarks/bench_cost.py --quick            # lengths 16, 64 and batches 1, 4; 1 round (its test)
 
 Figures go to `benchmarks/results/cost_curves.json` (`--output`), the plot to `benchmarks/results/cost_curves.png`
