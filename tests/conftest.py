@@ -173,6 +173,7 @@ SLOW_FILES = {
     "test_bench_qa.py": 80,
     "test_bench_client.py": 160,
     "test_bench_finetune.py": 60,
+    "test_bench_cost.py": 80,
     "test_padding_cut.py": 60,
     "test_embedding_bf16.py": 75,
     "test_resume.py": 55,
