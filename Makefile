@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# (No TF_CPP_MIN_LOG_LEVEL here: the entry points hide TensorFlow's start-up noise unless --verbose, kerasbert/cli.py.)
 
 .PHONY: run test lint serve ui notebook bench clean browser compat
 
