@@ -49,15 +49,15 @@ TELLING_OUTPUTS = (
 def _hint_from_outputs(available: Iterable[str], hint: str) -> str:
     """``use <method>`` for the task the outputs look like, else ``hint``.
 
-    >>> _hint_from_outputs(["embeddings"], "use regress() or predict()")
-    'its outputs look like an embedding export: use encode(), similarity(), search() or encode_tokens()'
+    >>> _hint_from_outputs(["score"], "use classify() or predict()")
+    'its outputs look like a regression export: use regress(); otherwise use classify() or predict()'
     >>> _hint_from_outputs(["x"], "use regress() or predict()")
     'use regress() or predict()'
     """
     names = set(available)
     for output, task in TELLING_OUTPUTS:
         if output in names:
-            return f"its outputs look like {_a(task)} export: use {TASK_METHODS[task]}"
+            return f"its outputs look like {_a(task)} export: use {TASK_METHODS[task]}; otherwise {hint}"
     return hint
 
 
