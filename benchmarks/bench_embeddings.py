@@ -57,7 +57,8 @@ os.environ.setdefault("USE_TF", "0")
 import harness  # noqa: E402
 import numpy as np  # noqa: E402
 
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+from kerasbert.serving.server import BF16_CPU_FLAGS  # noqa: E402  (the flags the server warns without)
+
 # contender -> (export flags, server flags) for the gRPC contenders
 SERVED = {
     "kerasbert_f32": ([], []),
@@ -104,7 +105,7 @@ def read_stsb(path):
 
 
 def has_bf16(flags):
-    return any(f in flags for f in BF16_FLAGS)
+    return any(f in flags for f in BF16_CPU_FLAGS)
 
 
 def spearman(x, y):
