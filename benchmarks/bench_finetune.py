@@ -16,10 +16,11 @@ global-norm clipping 1.0, seed, maximum sequence length (`--sequence_length`, lo
   `DataCollatorWithPadding` (each batch padded to its longest row: Hugging Face's recommended dynamic padding).
 
 Each side runs in its own process, one after the other (thread pools of torch and TF slow each other down in one
-process). Training sequences/s = steps x batch size / training seconds (dev scoring excluded; the first step's
-tracing included on both sides). The JSON records the machine (CPU model, AVX-512/BF16/AMX flags, cores), the load
-average before and after each side, and `loaded` when it was above the core count: such figures are not to be
-quoted as speedups.
+process); `--rounds N` repeats the whole set N times in alternating order and reports each speed's median and range
+(dev accuracy from the first round: the runs are seeded). Training sequences/s = steps x batch size / training
+seconds (dev scoring excluded; the first step's tracing included on both sides). The JSON records the machine (CPU
+model, AVX-512/BF16/AMX flags, cores), the load average before and after each side, and `loaded` when it was above
+the core count: such figures are not to be quoted as speedups.
 
     python benchmarks/bench_finetune.py                                  # 4,000 sentences, 125 steps
     python benchmarks/bench_finetune.py --quick --json /tmp/ft.json      # a few steps (tests/test_bench_finetune.py)
@@ -231,7 +232,7 @@ def main(argv=None):
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
     forwarded = [a for i, a in enumerate(forwarded) if not (a == "--json" or (i and forwarded[i - 1] == "--json"))]
     started = time.time()
-    results = run_sides(__file__, forwarded, cores, sides=sides)
+    results = run_sides(__file__, forwarded, cores, sides=sides, rounds=args.rounds)
     settings = {k: v for k, v in vars(args).items() if k not in ("side", "json_out", "json", "sides")}
     settings["steps"] = total_steps(args.max_train_examples, args)
     summary = {
@@ -269,6 +270,11 @@ def main(argv=None):
             f"{side:14}{r['dev_accuracy']:9.4f}{r['train_sequences_per_second']:13.1f}{shown}"
             f"{r['train_sequences_per_second_after_first_step'] or 0:14.1f}  {r['load_average']}{flag}"
         )
+    for side, r in results.items():
+        if "train_sequences_per_second_range" in r:
+            low, high = r["train_sequences_per_second_range"]
+            accuracies = [round(x["dev_accuracy"], 4) for x in r["rounds"]]
+            print(f"{side}: train seq/s median of {len(r['rounds'])} rounds, range {low}-{high}; dev acc {accuracies}")
     for side, reason in skipped.items():
         print(f"{side}: skipped, {reason}")
     print(f"results: {path}")

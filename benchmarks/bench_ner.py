@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -354,19 +355,40 @@ def spans_to_tags(entities, word_offsets):
     return tags
 
 
-def run_sides(script, forwarded, cores, extra=None, sides=("ours", "hf")):
+def run_sides(script, forwarded, cores, extra=None, sides=("ours", "hf"), rounds=1):
     """Runs `script --side ours`, then `--side hf` (or each of `sides`), each in its own process with the arguments
-    `forwarded` (plus `extra(side, results so far)`); returns {side: its JSON} with `loaded` set."""
+    `forwarded` (plus `extra(side, results so far)`), `rounds` times in alternating order (A B A B ...: a busy
+    spell on the machine hits every side, as in harness.run). Returns {side: its first round's JSON}, with
+    `loaded` set (any round LOADED), and, per speed figure (`*_per_second`, `*_seconds`), the median over the
+    rounds in its place and `<figure>_range` [min, max]. Every round's JSON is kept under `rounds`: a full
+    fine-tune per round, so quality figures (seeded) are reported from the first and listed for the others."""
+    per_side = {side: [] for side in sides}
+    for _ in range(rounds):
+        for side in sides:
+            so_far = {s: runs[0] for s, runs in per_side.items() if runs}
+            with tempfile.TemporaryDirectory() as tmp:
+                out = str(Path(tmp) / f"{side}.json")
+                more = extra(side, so_far) if extra else []
+                command = [sys.executable, str(script), "--side", side, "--json_out", out] + forwarded + more
+                subprocess.run(command, check=True, cwd=REPO)
+                result = json.loads(Path(out).read_text())
+            la = result["load_average"]
+            result["loaded"] = loaded(min(la), max(la), cores)
+            per_side[side].append(result)
     results = {}
-    for side in sides:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = str(Path(tmp) / f"{side}.json")
-            more = extra(side, results) if extra else []
-            command = [sys.executable, str(script), "--side", side, "--json_out", out] + forwarded + more
-            subprocess.run(command, check=True, cwd=REPO)
-            results[side] = json.loads(Path(out).read_text())
-        la = results[side]["load_average"]
-        results[side]["loaded"] = loaded(min(la), max(la), cores)
+    for side, runs in per_side.items():
+        merged = dict(runs[0])
+        if len(runs) > 1:
+            for key in runs[0]:
+                speed = key.endswith("_per_second") or key.endswith("_seconds")
+                numbers = [r.get(key) for r in runs]
+                if speed and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+                    merged[key] = round(statistics.median(numbers), 2)
+                    merged[f"{key}_range"] = [min(numbers), max(numbers)]
+            merged["loaded"] = any(r["loaded"] for r in runs)
+            merged["load_average"] = [x for r in runs for x in r["load_average"]]
+            merged["rounds"] = runs
+        results[side] = merged
     return results
 
 
@@ -380,6 +402,9 @@ def add_common_arguments(p, sides=("hf", "ours")):
     p.add_argument("--weight_decay", type=float, default=0.01)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--tag", default="")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="full runs per side, alternating sides; speeds: median and range"
+    )
     p.add_argument("--json_out", default=None, help="(internal) where a side writes its result")
 
 
@@ -405,7 +430,7 @@ def main(argv=None):
         return run_one_side(args, run_hf, run_ours)
     info = machine()
     cores = info["cores"]
-    sides = run_sides(__file__, list(argv if argv is not None else sys.argv[1:]), cores)
+    sides = run_sides(__file__, list(argv if argv is not None else sys.argv[1:]), cores, rounds=args.rounds)
     summary = {
         "machine": info,
         "settings": {k: v for k, v in vars(args).items() if k not in ("side", "json_out")},

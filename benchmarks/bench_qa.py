@@ -432,7 +432,7 @@ def main(argv=None):
     def same_steps(side, done):
         return ["--steps", str(done["ours"]["steps"])] if side == "hf" else []
 
-    sides = run_sides(__file__, forwarded, cores, extra=same_steps)
+    sides = run_sides(__file__, forwarded, cores, extra=same_steps, rounds=args.rounds)
     o, h = sides["ours"], sides["hf"]
     settings = {k: v for k, v in vars(args).items() if k not in ("side", "json_out", "json", "steps")}
     settings["steps"] = o["steps"]

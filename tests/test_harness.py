@@ -109,3 +109,43 @@ def test_forwarded_drops_the_harness_flags_and_machine_reads_cpu_facts():
     info = harness.machine()
     assert info["cpu"] and info["cores"] >= 1 and set(info["flags"]) <= set(harness.SIMD_FLAGS)
     assert "tensorflow" in info["libraries"] and "numpy" in info["libraries"]
+
+
+# A side-by-side training benchmark in miniature (bench_ner's run_sides): `--side X --json_out F` writes one
+# JSON; the side's speed depends on how many times it already ran (a counter file), its accuracy does not.
+SIDE_SCRIPT = """
+import argparse, json, os, sys
+from pathlib import Path
+p = argparse.ArgumentParser()
+p.add_argument("--side"); p.add_argument("--json_out"); p.add_argument("--counter")
+args = p.parse_args()
+counter = Path(args.counter + "." + args.side)
+n = int(counter.read_text()) if counter.exists() else 0
+counter.write_text(str(n + 1))
+with open(args.counter + ".order", "a") as f:
+    f.write(args.side + " ")
+speeds = {"ours": [30.0, 10.0, 20.0], "hf": [5.0, 7.0, 6.0]}
+Path(args.json_out).write_text(json.dumps({
+    "train_sequences_per_second": speeds[args.side][n], "train_seconds": 100.0 / speeds[args.side][n],
+    "dev_accuracy": 0.75, "steps": 4, "load_average": [0.1, 0.2] if n != 1 else [0.1, 9.0]}))
+"""
+
+
+def test_run_sides_alternates_rounds_and_reports_median_and_range(tmp_path):
+    import bench_ner
+
+    script = tmp_path / "bench_sides.py"
+    script.write_text(SIDE_SCRIPT)
+    counter = str(tmp_path / "count")
+    results = bench_ner.run_sides(script, ["--counter", counter], cores=2, rounds=3)
+    assert (tmp_path / "count.order").read_text().split() == ["ours", "hf"] * 3  # A B A B A B
+    ours, hf = results["ours"], results["hf"]
+    assert ours["train_sequences_per_second"] == 20.0 and ours["train_sequences_per_second_range"] == [10.0, 30.0]
+    assert hf["train_sequences_per_second"] == 6.0 and hf["train_sequences_per_second_range"] == [5.0, 7.0]
+    assert ours["train_seconds"] == 5.0 and ours["train_seconds_range"] == [100 / 30, 10.0]
+    assert ours["dev_accuracy"] == 0.75 and ours["steps"] == 4  # quality and counts: the first round's
+    assert len(ours["rounds"]) == 3 and [r["loaded"] for r in ours["rounds"]] == [False, True, False]
+    assert ours["loaded"] and hf["loaded"]  # round 2 ran at load 9 on 2 cores: the sides' figures are LOADED
+    once = bench_ner.run_sides(script, ["--counter", str(tmp_path / "once")], cores=2)
+    assert once["ours"]["train_sequences_per_second"] == 30.0 and "rounds" not in once["ours"]
+    assert not once["ours"]["loaded"]
