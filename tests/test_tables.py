@@ -158,3 +158,16 @@ def test_packed_once_pipeline_gives_the_batches_of_mapping_the_strings():
     np.testing.assert_array_equal(ids[epoch], shuffled)
     empty = tables.Examples([], [], None)
     assert list(tables.make_dataset(empty, pre, None, batch_size=4)) == []
+
+
+def test_packing_in_chunks_on_threads_keeps_the_order():
+    """`pack_examples` packs its chunks on a thread per core: 20 chunks of 8 give the ids of one chunk."""
+    sample = tables.read_examples(str(SAMPLE / "train.tsv"), C("sentence", None, "label"))
+    examples = tables.Examples(sample.texts[:157], None, None)
+    pre = BertPreprocessor(str(SAMPLE / "vocab.txt"), sequence_length=24)
+    whole = tables.pack_examples(examples, pre, chunk_size=1024)
+    for _ in range(3):  # threads finish in any order; the rows must not
+        chunked = tables.pack_examples(examples, pre, chunk_size=8)
+        for key in whole:
+            np.testing.assert_array_equal(chunked[key], whole[key])
+    assert whole["token_ids"].shape == (157, 24)
