@@ -322,3 +322,10 @@ def test_progress_seconds_must_not_be_negative(capsys):
 
     assert cli.run(train.main, ["--progress_seconds", "-1"]) == 2
     assert capsys.readouterr().err == "error: --progress_seconds must be >= 0, got -1\n"
+
+
+def test_max_dev_examples_must_be_positive(capsys):
+    from kerasbert import cli, train
+
+    assert cli.run(train.main, ["--max_dev_examples", "0"]) == 2
+    assert capsys.readouterr().err == "error: --max_dev_examples must be at least 1\n"

@@ -62,6 +62,8 @@ FINETUNE_SLICE = [
     "16",
     "--sequence_length",
     "32",
+    "--max_dev_examples",  # of the DEV_ROWS rows each dev file is cut to: the flag's effect is checked below
+    "24",
     "--quiet",
 ]
 PRETRAIN_SLICE = ["--num_train_steps", "20", "--num_warmup_steps", "2", "--max_seq_length", "32", "--log_steps", "1000"]
@@ -604,6 +606,7 @@ def test_glue_and_serve_config(minilm, work):
     )
     sst2 = results(work, "sst2")
     assert sst2["class_names"] == ["negative", "positive"] and "accuracy" in sst2["dev_metrics"]
+    assert sst2["dev_examples"] == 24  # --max_dev_examples 24 of the DEV_ROWS dev sentences
     assert export_version(work, "sst2", 1)["task"] == "classification"
     run_readme("python -m kerasbert.export --run_dir runs/sst2", work)
     assert export_version(work, "sst2", 2)["task"] == "classification"

@@ -112,7 +112,7 @@ class Task:
         return self.read_examples(path)
 
     def take(self, examples: Any, n: int) -> Any:
-        """The first `n` examples (for `--max_train_examples`)."""
+        """The first `n` examples (for `--max_train_examples` and `--max_dev_examples`)."""
         return examples[:n]
 
     def prepare(self, train: Any, dev: Any | None) -> None:

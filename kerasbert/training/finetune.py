@@ -97,6 +97,8 @@ class FinetuneConfig:
         train_file, dev_file: the task's files; no `train_file`: the sample
             data shipped in the package (with its vocab and 48 tokens).
         max_train_examples: use only the first N training examples.
+        max_dev_examples: score only the first N dev examples (dev sentences,
+            questions).
         init_checkpoint: pretrained weights (any format `load_checkpoint`
             reads); else a random encoder of `model_size`.
         vocab: vocab.txt (default: the checkpoint's).
@@ -127,6 +129,7 @@ class FinetuneConfig:
     train_file: str | None = None
     dev_file: str | None = None
     max_train_examples: int | None = None
+    max_dev_examples: int | None = None
     init_checkpoint: str | None = None
     vocab: str | None = None
     cased: bool = False
@@ -244,6 +247,12 @@ def build_parser(prog="python -m kerasbert.train finetune"):
         type=int,
         default=None,
         help="use only the first N training examples (quick experiments)",
+    )
+    d.add_argument(
+        "--max_dev_examples",
+        type=int,
+        default=None,
+        help="score only the first N dev examples (quick experiments; the metrics are then of those N)",
     )
     for name in tasks:
         get_task(name).add_arguments(_FirstDefinitionWins(p, name))
@@ -407,6 +416,8 @@ def _resolve(config):
         raise ConfigError("--warmup_proportion must be in [0, 1)")
     if c.max_train_examples is not None and c.max_train_examples < 1:
         raise ConfigError("--max_train_examples must be at least 1")
+    if c.max_dev_examples is not None and c.max_dev_examples < 1:
+        raise ConfigError("--max_dev_examples must be at least 1")
     name = c.model_name
     if not name or os.sep in name or name.startswith(".") or (os.altsep and os.altsep in name):
         raise ConfigError(f"--model_name must be a plain folder name, got {name!r}")
@@ -726,6 +737,8 @@ def _finetune(c, task, using_sample):
     if c.max_train_examples:
         train = task.take(train, c.max_train_examples)
     dev = task.read_split(c.dev_file, "dev") if c.dev_file else None
+    if dev is not None and c.max_dev_examples:
+        dev = task.take(dev, c.max_dev_examples)
     task.prepare(train, dev)
     train_ds, train_rows = task.build_inputs(train, preprocessor, c.batch_size, training=True, seed=c.seed)
 
