@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Machine facts and load: the shared harness (re-exported here for the scripts that import them from bench_ner).
-from harness import load_average, loaded, machine  # noqa: E402, F401
+from harness import load_average, loaded, machine, summarize  # noqa: E402, F401
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,8 +382,9 @@ def run_sides(script, forwarded, cores, extra=None, sides=("ours", "hf"), rounds
                 speed = key.endswith("_per_second") or key.endswith("_seconds")
                 numbers = [r.get(key) for r in runs]
                 if speed and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
-                    merged[key] = round(statistics.median(numbers), 2)
-                    merged[f"{key}_range"] = [min(numbers), max(numbers)]
+                    s = summarize(numbers)
+                    merged[key] = round(s["median"], 2)
+                    merged[f"{key}_range"] = [s["min"], s["max"]]
             merged["loaded"] = any(r["loaded"] for r in runs)
             merged["load_average"] = [x for r in runs for x in r["load_average"]]
             merged["rounds"] = runs
