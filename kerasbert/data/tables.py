@@ -6,6 +6,7 @@ as they are: SST-2 (`sentence`, `label`), MRPC (`#1 String`, `#2 String`,
 `sentence2`, `score`) and CoLA (no header: text in column 3, label in 1).
 """
 
+import concurrent.futures
 import csv
 import dataclasses
 import io
@@ -221,17 +222,10 @@ def pack_examples(examples, preprocessor, chunk_size=PACK_CHUNK):
     def chunk(i):
         return pack(*(tf.constant(c[i : i + chunk_size], tf.string) for c in columns))
 
-    starts = list(range(0, n, chunk_size))
-    if not starts:
-        return chunk(0)  # no examples: the empty outputs, with their shapes
+    starts = list(range(0, n, chunk_size)) or [0]  # no examples: one empty chunk gives the shapes
     chunks = [chunk(starts[0])]  # traces the function once, before the threads call it
-    if len(starts) > 1:
-        import concurrent.futures
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-            chunks += list(pool.map(chunk, starts[1:]))
-    if len(chunks) == 1:
-        return chunks[0]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        chunks += pool.map(chunk, starts[1:])
     return {k: tf.concat([c[k] for c in chunks], axis=0) for k in chunks[0]}
 
 
